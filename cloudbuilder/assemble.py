@@ -1,0 +1,241 @@
+"""Assemble ``dist/docker`` and ``dist/native`` from ``common/`` + a flavor's sources.
+
+Plan, then act: ``plan_tree`` lists every output file (pure, no writes);
+``assemble_tree`` renders the plan into a temporary directory next to the
+destination and swaps it into place in one rename.  Files named ``*.j2`` are
+jinja2 templates (StrictUndefined) rendered from the config; everything else is
+copied.  Outputs are deterministic: modes are 0755/0644, mtimes are
+SOURCE_DATE_EPOCH, and the same inputs give the same bytes.  A stamp of the
+inputs makes a rerun with nothing changed a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from . import __version__
+from .config import BuildConfig
+from .errors import BuildError, ConfigError
+from .fsutil import HashCache, remove_stale_temp_dirs, swap_into_place, write_atomic
+from .log import logger
+from .resources import source_root
+
+Flavor = Literal["docker", "native"]
+FLAVORS: tuple[Flavor, ...] = ("docker", "native")
+
+# Where the FrankenPHP binary goes in each tree (the seed's names).
+BINARY_PATH: dict[Flavor, str] = {"docker": "orangescrum-app/osv4-prod", "native": "bin/orangescrum"}
+
+# Files an operator creates inside a tree (the seed's Quick Start does
+# `cp .env.example .env` in dist-docker): carried over when the tree is rebuilt.
+OPERATOR_FILES: dict[Flavor, tuple[str, ...]] = {
+    "docker": (".env", "docker-compose.override.yaml"),
+    "native": (".env",),
+}
+
+TEMPLATE_SUFFIX = ".j2"
+# Files whose name starts with this are partials for `{% include %}`, not outputs.
+PARTIAL_PREFIX = "_"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    dest: str  # path inside the tree, POSIX
+    source: Path
+    render: bool
+    mode: int
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    flavor: Flavor
+    dest: Path
+    files: tuple[PlannedFile, ...]
+    binary: Path
+    context: Mapping[str, Any]
+    search_path: tuple[Path, ...]  # template include path: the flavor first, then common
+    partials: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class AssembleResult:
+    flavor: Flavor
+    path: Path
+    up_to_date: bool
+    kept: tuple[str, ...] = ()
+
+
+def _walk_sources(base: Path, partials: list[Path] | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if not base.is_dir():
+        return found
+    for root, dirs, files in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            src = Path(root, name)
+            if name.startswith(PARTIAL_PREFIX):
+                if partials is not None:
+                    partials.append(src)
+                continue
+            rel = src.relative_to(base).as_posix()
+            if rel.endswith(TEMPLATE_SUFFIX):
+                rel = rel[: -len(TEMPLATE_SUFFIX)]
+            found[rel] = src
+    return found
+
+
+def plan_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> TreePlan:
+    """Every file of the tree: ``common/`` first, the flavor's files override."""
+    root = sources or source_root()
+    partials: list[Path] = []
+    merged = _walk_sources(root / "common", partials)
+    merged.update(_walk_sources(root / flavor, partials))
+    binary_dest = BINARY_PATH[flavor]
+    if binary_dest in merged:
+        raise ConfigError(f"{merged[binary_dest]}: a source file may not be named {binary_dest} (the binary goes there)")
+    files = tuple(
+        PlannedFile(
+            dest=rel,
+            source=src,
+            render=src.name.endswith(TEMPLATE_SUFFIX),
+            mode=0o755 if os.stat(src).st_mode & 0o111 else 0o644,
+        )
+        for rel, src in sorted(merged.items())
+    )
+    context = {**cfg.template_context(), "flavor": flavor, "binary_path": binary_dest}
+    return TreePlan(flavor=flavor, dest=cfg.dist_dir / flavor, files=files, binary=binary, context=context,
+                    search_path=(root / flavor, root / "common"), partials=tuple(partials))
+
+
+def _environment(search_path: tuple[Path, ...] = ()):
+    import jinja2
+
+    return jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+    )
+
+
+def render_template(
+    text: str, context: Mapping[str, Any], *, name: str = "<template>", search_path: tuple[Path, ...] = ()
+) -> str:
+    """Render one template (pure); an unknown variable is an error naming the file."""
+    import jinja2
+
+    try:
+        return _environment(search_path).from_string(text).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise BuildError(f"{name}: {exc.message}; fix the template or add the setting") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise BuildError(f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise BuildError(f"{name}: includes {exc.name}, which does not exist") from None
+
+
+def fingerprint(plan: TreePlan, hashes: HashCache) -> str:
+    """A hash of everything the tree is made from."""
+    h = hashlib.sha256()
+    head = {"tool": __version__, "flavor": plan.flavor, "context": plan.context}
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    for f in plan.files:
+        h.update(f"\0{f.dest}\0{f.render}\0{f.mode:o}\0".encode())
+        h.update(f.source.read_bytes())
+    for p in plan.partials:
+        h.update(f"\0partial\0{p.name}\0".encode() + p.read_bytes())
+    h.update(b"\0binary\0" + hashes.digest(plan.binary).encode())
+    return h.hexdigest()
+
+
+def _listing(tree: Path, skip: tuple[str, ...]) -> list[list]:
+    """What is in a tree now (to notice a hand-edited or deleted output)."""
+    rows = []
+    for root, dirs, files in os.walk(tree):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root, name)
+            rel = p.relative_to(tree).as_posix()
+            if rel in skip:
+                continue
+            st = p.lstat()
+            rows.append([rel, st.st_size, st.st_mtime_ns, st.st_mode])
+    return rows
+
+
+def _state_dir(cfg: BuildConfig) -> Path:
+    return cfg.dist_dir / ".state"
+
+
+def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
+    """Write the plan's files (and the binary) below ``into`` deterministically."""
+    written_dirs = {into}
+    for f in plan.files:
+        out = into / f.dest
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written_dirs.update(p for p in out.parents if into in p.parents or p == into)
+        if f.render:
+            text = f.source.read_text(encoding="utf-8")
+            out.write_text(render_template(text, plan.context, name=str(f.source), search_path=plan.search_path), encoding="utf-8")
+        else:
+            shutil.copyfile(f.source, out)
+        os.chmod(out, f.mode)
+        os.utime(out, (epoch, epoch))
+    out = into / BINARY_PATH[plan.flavor]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written_dirs.update(p for p in out.parents if into in p.parents or p == into)
+    shutil.copyfile(plan.binary, out)
+    os.chmod(out, 0o755)
+    os.utime(out, (epoch, epoch))
+    for d in sorted(written_dirs, key=lambda p: len(p.parts), reverse=True):
+        os.chmod(d, 0o755)
+        os.utime(d, (epoch, epoch))
+
+
+def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> AssembleResult:
+    """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged."""
+    plan = plan_tree(cfg, flavor, binary, sources=sources)
+    state = _state_dir(cfg)
+    hashes = HashCache(state / "hashes.json")
+    stamp_path = state / f"{flavor}.json"
+    digest = fingerprint(plan, hashes)
+    hashes.save()
+    skip = OPERATOR_FILES[flavor]
+
+    try:
+        stamp = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        stamp = None
+    if stamp and stamp.get("inputs") == digest and plan.dest.is_dir() and stamp.get("listing") == _listing(plan.dest, skip):
+        return AssembleResult(flavor, plan.dest, up_to_date=True)
+
+    cfg.dist_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f".tmp-{flavor}-"
+    remove_stale_temp_dirs(cfg.dist_dir, prefix)
+    tmp = cfg.dist_dir / f"{prefix}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_tree(plan, tmp, cfg.source_date_epoch)
+        kept = []
+        for rel in skip:
+            old = plan.dest / rel
+            if old.is_file() and not old.is_symlink():
+                shutil.copy2(old, tmp / rel)
+                kept.append(rel)
+        listing = _listing(tmp, skip)
+        swap_into_place(tmp, plan.dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_atomic(stamp_path, json.dumps({"inputs": digest, "listing": listing}).encode())
+    for rel in kept:
+        logger.info("    kept your %s", plan.dest / rel)
+    return AssembleResult(flavor, plan.dest, up_to_date=False, kept=tuple(kept))

@@ -1,0 +1,50 @@
+"""Run the one env checker, common/helpers/validate-env.sh, from Python.
+
+The shell script is the single implementation (the Docker entrypoint, the
+native units and the package postinst run it too); this module only calls it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnvInvalidError, PrerequisiteError
+from .resources import source_root
+
+
+def validator_path() -> Path:
+    return source_root() / "common" / "helpers" / "validate-env.sh"
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    path: Path
+    exit_code: int  # 0 valid, 1 invalid, 2 unreadable/usage
+    output: str  # the validator's lines: keys and rules, never values
+
+    @property
+    def valid(self) -> bool:
+        return self.exit_code == 0
+
+
+def validate_env_file(path: Path) -> EnvReport:
+    try:
+        done = subprocess.run(
+            ["sh", str(validator_path()), str(path)],
+            capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise PrerequisiteError("`sh` is not on PATH; install dash or bash") from None
+    return EnvReport(path, done.returncode, (done.stdout + done.stderr).strip())
+
+
+def require_valid_env(path: Path) -> EnvReport:
+    report = validate_env_file(path)
+    if not report.valid:
+        raise EnvInvalidError(
+            f"{path} is not a valid deployment env file:\n{report.output}\n"
+            f"Edit {path} (see docs/CONFIGURATION.md), then run the command again."
+        )
+    return report

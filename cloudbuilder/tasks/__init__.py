@@ -1,0 +1,15 @@
+"""The task namespace: one module per collection, wired here."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from ..config import defaults_tree
+from . import build_tasks, check, clean, dist
+
+ns = Collection()
+ns.add_task(build_tasks.build)
+ns.add_task(check.check)
+ns.add_task(clean.clean)
+ns.add_collection(Collection.from_module(dist, name="dist"))
+ns.configure({"cloudbuilder": defaults_tree()})
