@@ -1,0 +1,229 @@
+#!/bin/sh
+# FrankenPHP STAND-IN executable (head).  NOT a real FrankenPHP build.
+#
+# build-static.sh of the stand-in builder fills in the @@...@@ values below and
+# appends a tar payload after the marker line at the end of this file.  The
+# payload is a self-contained PHP: Debian's php CLI binary, every shared library
+# it needs (and the dynamic loader), the extensions and a php.ini, plus the
+# embedded app under app/.  At start-up the payload is extracted once, atomically,
+# to ${TMPDIR:-/tmp}/frankenphp_<checksum>, like the real binary does with its
+# embedded app.  Needs only /bin/sh, coreutils and tar (gzip for COMPRESS=1).
+#
+# Supported subset of the FrankenPHP CLI: version, php-server (PHP's built-in
+# web server; no Caddy, no worker mode, no HTTPS), php-cli.
+set -eu
+
+FRANKENPHP_VERSION='@@FRANKENPHP_VERSION@@'
+PHP_VERSION='@@PHP_VERSION@@'
+PAYLOAD_SHA256='@@PAYLOAD_SHA256@@'
+PAYLOAD_LINE='@@PAYLOAD_LINE@@'
+PAYLOAD_COMPRESSION='@@PAYLOAD_COMPRESSION@@'
+LOADER='@@LOADER@@'
+HAS_APP='@@HAS_APP@@'
+
+die() {
+    printf 'frankenphp: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    cat <<EOF
+FrankenPHP v$FRANKENPHP_VERSION stand-in (Debian PHP CLI $PHP_VERSION, not a real FrankenPHP build)
+
+Usage:
+  frankenphp version
+  frankenphp php-server [--listen ADDR] [--root DIR]
+        serve the embedded app with PHP's built-in web server
+        (ADDR like :8080 or 127.0.0.1:8080, default :80; DIR default public)
+  frankenphp php-cli SCRIPT [ARGS...]
+  frankenphp php-cli -r CODE [ARGS...]
+
+This stand-in supports only the commands above: no Caddy, no worker mode,
+no HTTPS, no Caddyfile (run, start, reload, ...).
+EOF
+}
+
+self=$0
+case $self in
+    /*) ;;
+    */*) self=$PWD/$self ;;
+    *) self=$(command -v -- "$self") || die "cannot locate my own executable ($0)" ;;
+esac
+
+payload() {
+    tail -n "+$PAYLOAD_LINE" "$self"
+}
+
+untar_payload() {
+    if [ "$PAYLOAD_COMPRESSION" = gzip ]; then
+        payload | gzip -dc | tar -xf - -C "$1"
+    else
+        payload | tar -xf - -C "$1"
+    fi
+}
+
+# Extract the payload once; the directory appears complete or not at all.
+extract() {
+    base=${TMPDIR:-/tmp}
+    [ -n "$base" ] || base=/tmp
+    base=${base%/}
+    dir=$base/frankenphp_$PAYLOAD_SHA256
+    if [ -f "$dir/bin/php" ] && [ -f "$dir/lib/$LOADER" ]; then
+        return 0
+    fi
+    [ -d "$base" ] && [ -w "$base" ] \
+        || die "TMPDIR '$base' is not a writable directory: the embedded app is extracted there"
+    if command -v sha256sum >/dev/null 2>&1; then
+        sum=$(payload | sha256sum) || die "cannot read my payload from $self"
+        [ "${sum%% *}" = "$PAYLOAD_SHA256" ] \
+            || die "payload checksum mismatch: $self is truncated or corrupted"
+    fi
+    tmp=$(mktemp -d "$base/.frankenphp_$PAYLOAD_SHA256.XXXXXX") \
+        || die "cannot create a directory in TMPDIR '$base'"
+    if ! untar_payload "$tmp"; then
+        rm -rf "$tmp"
+        die "cannot extract my payload to '$base' (is it full?)"
+    fi
+    if [ -d "$dir" ]; then
+        # Left over and incomplete (a tmp cleaner ate part of it): replace it.
+        rm -rf "$dir"
+    fi
+    if ! mv "$tmp" "$dir" 2>/dev/null; then
+        rm -rf "$tmp"
+    fi
+    # Another process won the race: mv put our copy inside theirs.
+    rm -rf "${dir:?}/${tmp##*/}" "$tmp"
+    [ -f "$dir/bin/php" ] || die "extraction to '$dir' failed"
+}
+
+# Run the bundled php with the bundled loader and libraries.  Always exec, so
+# signals reach PHP directly, except as PID 1 (a container's init), where the
+# kernel would drop the SIGTERM PHP has no handler for: there this shell stays
+# as a minimal init that forwards the signals and returns PHP's exit status.
+run_php() {
+    ld=$dir/lib/$LOADER
+    [ -x "$ld" ] \
+        || die "cannot execute files under '$base' (mounted noexec?): give TMPDIR an exec-able directory"
+    set -- "$ld" --library-path "$dir/lib" "$dir/bin/php" \
+        -n -c "$dir/etc/php.ini" -d "extension_dir=$dir/ext" \
+        -d "opcache.lockfile_path=$base" -d "sys_temp_dir=$base" "$@"
+    if [ "$$" != 1 ]; then
+        exec "$@"
+    fi
+    exec 3<&0
+    "$@" 0<&3 3<&- &
+    child=$!
+    exec 3<&-
+    for sig in TERM INT HUP QUIT USR1 USR2; do
+        # shellcheck disable=SC2064 # expand $sig now
+        trap "kill -$sig $child 2>/dev/null" "$sig"
+    done
+    while :; do
+        status=0
+        wait "$child" || status=$?
+        if ! kill -0 "$child" 2>/dev/null; then
+            exit "$status"
+        fi
+    done
+}
+
+cmd_php_server() {
+    listen=:80
+    root=public
+    while [ $# -gt 0 ]; do
+        case $1 in
+            -l | --listen)
+                [ $# -ge 2 ] || die "php-server: $1 needs a value"
+                listen=$2
+                shift
+                ;;
+            --listen=* | -l=*) listen=${1#*=} ;;
+            -r | --root)
+                [ $# -ge 2 ] || die "php-server: $1 needs a value"
+                root=$2
+                shift
+                ;;
+            --root=* | -r=*) root=${1#*=} ;;
+            -a | --access-log | -v | --debug | --no-compress) ;;
+            *)
+                printf 'frankenphp: php-server option %s is not supported by this stand-in\n\n' "$1" >&2
+                usage >&2
+                exit 2
+                ;;
+        esac
+        shift
+    done
+    case $listen in
+        :*) address=0.0.0.0$listen ;;
+        *:*) address=$listen ;;
+        *[!0-9]* | '') address=$listen:80 ;;
+        *) address=0.0.0.0:$listen ;;
+    esac
+    extract
+    case $root in
+        /*) docroot=$root ;;
+        *)
+            if [ "$HAS_APP" = 1 ]; then
+                docroot=$dir/app/$root
+            else
+                docroot=$PWD/$root
+            fi
+            ;;
+    esac
+    [ -d "$docroot" ] || die "php-server: root directory '$root' does not exist ($docroot)"
+    if [ "$HAS_APP" = 1 ]; then
+        cd "$dir/app"
+    fi
+    if [ -f "$docroot/index.php" ]; then
+        run_php -S "$address" -t "$docroot" "$docroot/index.php"
+    else
+        run_php -S "$address" -t "$docroot"
+    fi
+}
+
+cmd_php_cli() {
+    [ $# -ge 1 ] || {
+        usage >&2
+        exit 2
+    }
+    extract
+    if [ "$HAS_APP" = 1 ]; then
+        cd "$dir/app"
+    fi
+    if [ "$1" = -r ]; then
+        [ $# -ge 2 ] || die "php-cli: -r needs PHP code"
+        code=$2
+        shift 2
+        run_php -r "$code" -- "$@"
+    fi
+    script=$1
+    shift
+    run_php -f "$script" -- "$@"
+}
+
+command=${1:-}
+[ $# -eq 0 ] || shift
+case $command in
+    version | --version)
+        printf 'FrankenPHP v%s PHP %s (stand-in: Debian PHP CLI, not a real FrankenPHP build)\n' \
+            "$FRANKENPHP_VERSION" "$PHP_VERSION"
+        exit 0
+        ;;
+    help | --help | -h)
+        usage
+        exit 0
+        ;;
+    php-server) cmd_php_server "$@" ;;
+    php-cli) cmd_php_cli "$@" ;;
+    '')
+        usage >&2
+        exit 2
+        ;;
+    *)
+        printf "frankenphp: command '%s' is not supported by this stand-in\n\n" "$command" >&2
+        usage >&2
+        exit 2
+        ;;
+esac
+exit 1
+# __FRANKENPHP_STANDIN_PAYLOAD__ (the tar payload starts on the next line)
