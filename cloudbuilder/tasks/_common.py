@@ -10,7 +10,7 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from ..config import BuildConfig, layers_from, resolve
+from ..config import BuildConfig, Layer, layers_from, resolve
 from ..errors import CloudBuilderError
 from ..log import configure_cli_logging
 
@@ -36,11 +36,16 @@ def invoke_values(c: Context) -> dict[str, Any]:
     return plain(section)
 
 
-def load_config(c: Context, **flags: Any) -> BuildConfig:
-    """Resolve the config once for this task run (flags that were not given are None/False)."""
+def load_config(c: Context, base_layer: Layer | None = None, **flags: Any) -> BuildConfig:
+    """Resolve the config once for this task run (flags that were not given are None/False).
+
+    ``base_layer`` sits just above the defaults (``invoke demo`` uses it).
+    """
     configure_cli_logging()
     given = {k: v for k, v in flags.items() if v is not None and v is not False}
     layers = layers_from(invoke_values(c), None, os.environ, given)
+    if base_layer is not None:
+        layers.insert(0, base_layer)
     return resolve(layers, cwd=Path.cwd(), environ=os.environ)
 
 
