@@ -399,7 +399,10 @@ def _parse(setting: Setting, value: Any) -> Any:
     if kind == "epoch":
         return _parse_int(value)
     if kind == "port":
-        port = _parse_int(value)
+        try:
+            port = _parse_int(value)
+        except _Bad:
+            port = -1
         if not 1 <= port <= 65535:
             raise _Bad("is not a TCP port", "use a number from 1 to 65535")
         return port
@@ -747,3 +750,16 @@ def describe(cfg: BuildConfig, keys: Iterable[str] = ()) -> list[tuple[str, str,
         value = getattr(obj, leaf)
         rows.append((s.key, "" if value is None else str(value), cfg.source_of(s.key)))
     return rows
+
+
+def reference_table() -> str:
+    """The Markdown table of every setting (README's config reference is this, verbatim)."""
+    rows = ["| key | env variable | flag | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "" if s.default in (None, "") else f"`{s.default}`"
+        if s.kind == "bool":
+            default = f"`{str(s.default).lower()}`"
+        choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
+        rows.append(f"| `{s.key}` | `{s.env_var}` | {f'`{s.flag}`' if s.flag else ''} | {default} | "
+                    f"{s.help.replace('|', '/')}{choices} |")
+    return "\n".join(rows)
