@@ -236,7 +236,9 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
     owns_engine = engine is None
     engine = engine or DockerEngine()
     try:
-        bases = engine.images_with_label(LABEL_ROLE, "base")
+        repo = cfg.builder.base_repository
+        bases = [i for i in engine.images_with_label(LABEL_ROLE, "base")
+                 if any(t.rsplit(":", 1)[0] == repo for t in i.tags)]
         # --skip-base must not need the builder image (it may be gone, or slow to fetch)
         builder_id = "" if cfg.skip_base and bases else _ensure_builder_image(engine, cfg)
         want = base_hash(cfg, base_df, builder_id)

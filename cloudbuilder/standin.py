@@ -51,6 +51,8 @@ STANDIN_PACKAGES = (
     "composer",
     "ca-certificates",
     "tar",
+    # the token step of base-build.Dockerfile fetches GITHUB_TOKEN with curl
+    "curl",
 )
 STANDIN_ROOTFS_NAME = "standin-php"
 MINBASE_ROOTFS_NAME = "minbase"
