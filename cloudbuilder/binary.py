@@ -246,7 +246,8 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         steps = 0
         base_built = False
         if base_plan.action == "build":
-            with step(f"Building the base image ({base_plan.reason}); a real cold build takes 20-60 min"):
+            slow = "" if cfg.builder.image.startswith(STANDIN_PREFIX) else "; a cold build takes 20-60 min"
+            with step(f"Building the base image ({base_plan.reason}){slow}"):
                 log = BuildLog(_log_path(cfg, "base"), "base", redact=(cfg.github_token or "",))
                 tag = f"{cfg.builder.base_repository}:{want[:16]}"
                 with token_server(cfg.github_token) as url:
