@@ -135,3 +135,13 @@ def test_every_task_and_flag_has_help(run_invoke):
         for line in options.splitlines():
             if line.strip().startswith("-"):
                 assert len(line.split("  ")) > 1 and line.split("  ")[-1].strip(), f"{name}: {line!r} has no help"
+
+
+def test_check_show_config_names_each_source(run_invoke, app):
+    done = run_invoke("check", "--app", str(app), "--show-config", "--version", "4.2.0",
+                      env={"OSCB_SERVICE_TASKS_MAX": "300"})
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert lines["service.tasks_max"].endswith("300  (environment variable OSCB_SERVICE_TASKS_MAX)")
+    assert lines["version"].endswith("4.2.0  (flag --version)")
+    assert lines["service.limit_nofile"].endswith("65536  (default)")
+    assert "pdo_pgsql" in lines["builder.php_extensions"] and "(" in lines["builder.php_extensions"]
