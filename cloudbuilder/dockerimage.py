@@ -1,11 +1,23 @@
-"""`invoke docker.image`: build the runtime image from dist/docker with the SDK."""
+"""`invoke docker.image`: build the runtime image from dist/docker with the SDK.
+
+Plan, then act: ``plan_runtime_image`` decides the tags, build args and labels
+(pure); ``build_context`` makes the build context from the tree (the same
+files ``.dockerignore`` admits, as a deterministic tar); ``build_runtime_image``
+builds through ``DockerEngine``, or does nothing when an image built from the
+same inputs (context, build args, base image id) already carries the tag.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import re
+import subprocess
 import tarfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .assemble import BINARY_PATH
@@ -15,62 +27,160 @@ from .errors import ConfigError
 from .log import logger, step
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
+LABEL_INPUTS = "org.orangescrum.cloudbuilder.runtime-inputs"
+
+# The build context, in the order it is sent: the Dockerfile and exactly the
+# files docker/.dockerignore admits (so `docker compose build` in the tree sees
+# the same files). Never .env, docs, compose files or anything else in the tree.
+CONTEXT_FILES: tuple[str, ...] = (
+    "Dockerfile",
+    BINARY_PATH["docker"],
+    "entrypoint.sh",
+    "helpers/validate-env.sh",
+)
+_EXECUTABLE = frozenset(CONTEXT_FILES[1:])
+
+
+@dataclass(frozen=True)
+class RuntimeImagePlan:
+    """What `docker.image` builds: pure data, decided before any engine call."""
+
+    tree: Path
+    repository: str
+    tags: tuple[str, ...]  # the first is the version tag
+    base_image: str
+    buildargs: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        return tuple(f"{self.repository}:{t}" for t in self.tags)
 
 
 @dataclass(frozen=True)
 class RuntimeImage:
     id: str
     tags: tuple[str, ...]
+    rebuilt: bool = True
+    log: Path | None = None
 
 
-def _context_from_tree(tree: Path) -> bytes:
-    """The build context: only what .dockerignore lets through (never .env, docs, compose files)."""
-    allowed = ["Dockerfile", BINARY_PATH["docker"], "entrypoint.sh", "helpers/validate-env.sh"]
+def rfc3339(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "") -> RuntimeImagePlan:
+    """Tags ``<image_name>:<version>`` and ``:latest``; OCI labels from the build args.
+
+    ``binary_sha256`` lets the Dockerfile check that the image got this very
+    binary (a build cache can serve a stale same-size copy; see the Dockerfile).
+    """
+    return RuntimeImagePlan(
+        tree=cfg.dist_dir / "docker",
+        repository=cfg.docker.image_name,
+        tags=(cfg.version, "latest"),
+        base_image=cfg.docker.runtime_image,
+        buildargs={
+            "RUNTIME_IMAGE": cfg.docker.runtime_image,
+            "APP_UID": str(cfg.docker.uid),
+            "APP_GID": str(cfg.docker.gid),
+            "VERSION": cfg.version,
+            "REVISION": revision,
+            "CREATED": rfc3339(cfg.source_date_epoch),
+            "BINARY_SHA256": binary_sha256,
+        },
+        labels={LABEL_ROLE: "runtime"},
+    )
+
+
+def check_tree(tree: Path, version: str) -> None:
+    """The tree must exist and have been assembled for ``version`` (the compose
+    file's image tag is that version: an image tagged otherwise would not run)."""
+    missing = [rel for rel in CONTEXT_FILES if not (tree / rel).is_file()]
+    if missing:
+        raise ConfigError(f"{tree / missing[0]} is missing; run `invoke dist.docker` (or `invoke build`) first")
+    m = re.search(r"^ARG VERSION=(\S+)$", (tree / "Dockerfile").read_text(encoding="utf-8"), re.MULTILINE)
+    if m and m.group(1) != version:
+        raise ConfigError(
+            f"{tree} was assembled for version {m.group(1)}, but version is {version}; "
+            f"run `invoke dist.docker --version {version}` first, or pass --version {m.group(1)}"
+        )
+
+
+def build_context(tree: Path) -> bytes:
+    """A deterministic tar of ``CONTEXT_FILES``: owner 0:0, mtime 0, modes 0755/0644."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for rel in allowed:
-            p = tree / rel
-            if not p.is_file():
-                raise ConfigError(f"{p} is missing; run `invoke dist.docker` (or `invoke build`) first")
-            info = tar.gettarinfo(str(p), arcname=rel)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with open(p, "rb") as f:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in CONTEXT_FILES:
+            path = tree / rel
+            if not path.is_file():
+                raise ConfigError(f"{path} is missing; run `invoke dist.docker` (or `invoke build`) first")
+            info = tarfile.TarInfo(rel)
+            info.size = path.stat().st_size
+            info.mode = 0o755 if rel in _EXECUTABLE else 0o644
+            info.mtime = 0
+            with open(path, "rb") as f:
                 tar.addfile(info, f)
     return buf.getvalue()
 
 
-def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None) -> RuntimeImage:
+def inputs_digest(plan: RuntimeImagePlan, context: bytes, base_image_id: str) -> str:
+    """Everything the image is made from; its label makes a rebuild a no-op."""
+    h = hashlib.sha256(context)
+    h.update(json.dumps({"args": dict(plan.buildargs), "labels": dict(plan.labels), "base": base_image_id},
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
+                        force: bool = False) -> RuntimeImage:
+    """Build ``<image_name>:<version>`` and ``:latest`` from dist/docker (or reuse it)."""
     tree = cfg.dist_dir / "docker"
-    repo = cfg.docker.image_name
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cfg.source_date_epoch))
+    check_tree(tree, cfg.version)
+    plan = plan_runtime_image(cfg, _revision(cfg), _sha256(tree / BINARY_PATH["docker"]))
+    context = build_context(plan.tree)
     owns = engine is None
     engine = engine or DockerEngine()
     try:
-        if engine.image(cfg.docker.runtime_image) is None:
-            engine.ensure_image(cfg.docker.runtime_image,
-                                "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored "
-                                "Debian/Ubuntu image")
-        with step(f"Building the runtime image {repo}:{cfg.version}"):
+        base = engine.ensure_image(
+            plan.base_image,
+            "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored Debian/Ubuntu image",
+        )
+        digest = inputs_digest(plan, context, base.id)
+        current = engine.image(plan.refs[0])
+        if not force and current is not None and current.labels.get(LABEL_INPUTS) == digest:
+            for tag in plan.tags[1:]:
+                engine.tag(current.id, plan.repository, tag)
+            logger.info("==> Runtime image %s: up to date (%s)", plan.refs[0], current.id[7:19])
+            return RuntimeImage(current.id, plan.refs, rebuilt=False)
+        with step(f"Building the runtime image {plan.refs[0]} (base {plan.base_image})"):
             log = BuildLog(cfg.dist_dir / "logs" / f"runtime-image-{time.strftime('%Y%m%dT%H%M%S')}.log", "image")
             image_id = engine.build(
-                context=_context_from_tree(tree), dockerfile="Dockerfile", tag=f"{repo}:{cfg.version}",
-                buildargs={"VERSION": cfg.version, "CREATED": created, "REVISION": _revision(cfg),
-                           "RUNTIME_IMAGE": cfg.docker.runtime_image,
-                           "UID": str(cfg.docker.uid), "GID": str(cfg.docker.gid)},
-                labels={LABEL_ROLE: "runtime"}, log=log,
+                context=context, dockerfile="Dockerfile", tag=plan.refs[0], buildargs=plan.buildargs,
+                labels={**plan.labels, LABEL_INPUTS: digest}, log=log,
             )
-            engine.tag(image_id, repo, "latest")
-        logger.info("    %s:%s and %s:latest (%s)", repo, cfg.version, repo, image_id[7:19])
-        return RuntimeImage(image_id, (f"{repo}:{cfg.version}", f"{repo}:latest"))
+            for tag in plan.tags[1:]:
+                engine.tag(image_id, plan.repository, tag)
+        logger.info("    %s (%s); build log: %s", " and ".join(plan.refs), image_id[7:19], log.path)
+        return RuntimeImage(image_id, plan.refs, rebuilt=True, log=log.path)
     finally:
         if owns:
             engine.__exit__(None, None, None)
 
 
-def _revision(cfg: BuildConfig) -> str:
-    import subprocess
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
-    done = subprocess.run(["git", "-C", str(cfg.app), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=False, timeout=30)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+def _revision(cfg: BuildConfig) -> str:
+    """The app's commit (org.opencontainers.image.revision), or "unknown"."""
+    try:
+        done = subprocess.run(["git", "-C", str(cfg.app), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=False, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"

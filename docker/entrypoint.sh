@@ -1,52 +1,91 @@
 #!/bin/sh
 # Entry point of the OrangeScrum runtime image.
-#   server (default)   web server (FrankenPHP php-server)
-#   queue-worker       queue worker, exits after QUEUE_WORKER_MAX_RUNTIME seconds
-#   recurring          the recurring task, once (schedule it from the host or a cron container)
+#   server (default)   web server (FrankenPHP php-server) on :$PORT
+#   queue-worker       queue worker; exits after QUEUE_WORKER_MAX_RUNTIME seconds
+#                      (Compose restarts it, which bounds PHP's memory growth)
+#   recurring          the recurring task, once (schedule it from the host)
 #   cake ARGS...       a one-off console command, e.g. `cake migrations migrate`
-#   validate           only validate the environment
-# Every command first validates the environment it was given (the same
-# validate-env.sh the native install uses) and refuses to start when it is
-# invalid. The binary is started with `exec` so SIGTERM from `docker stop`
-# reaches it and it shuts down gracefully.
+#   validate           only validate the environment and print the report
+#   healthcheck        GET http://127.0.0.1:$PORT/healthz (the image's HEALTHCHECK)
+#
+# Every command that runs the application first validates the environment the
+# container was given (the same validate-env.sh the native install uses, in
+# --environ mode: it reads the process environment, never a file) and refuses
+# to start, with exit status 1, when it is invalid. The report names keys and
+# rules, never values. Then the binary is started with `exec`, so it becomes
+# PID 1 and the SIGTERM of `docker stop` reaches it directly.
 set -eu
 
-BIN=/opt/orangescrum/bin/orangescrum
-VALIDATE=/opt/orangescrum/helpers/validate-env.sh
+# The binary and the validator sit next to this script (/opt/orangescrum).
+case $0 in
+  */*) here=${0%/*} ;;
+  *) here=. ;;
+esac
+BIN=$here/bin/orangescrum
+VALIDATE=$here/helpers/validate-env.sh
 PORT=${PORT:-8080}
 WEBROOT=${WEBROOT:-webroot}
 
 usage() {
-  echo "usage: entrypoint.sh [server|queue-worker|recurring|cake ARGS...|validate]" >&2
+  echo "usage: entrypoint.sh [server|queue-worker|recurring|cake ARGS...|validate|healthcheck]"
 }
 
-validate() {
-  if ! "$VALIDATE" --environ --quiet; then
-    echo "entrypoint: refusing to start: fix the settings above in your .env, then \`docker compose up -d\`" >&2
-    exit 1
+die() {
+  echo "entrypoint: $*" >&2
+  exit 1
+}
+
+# Checks before the application starts; each failure says what to change.
+preflight() {
+  # The report goes to stderr with the refusal, so `docker logs` keeps them in order.
+  if ! "$VALIDATE" --environ --quiet >&2; then
+    die "refusing to start: fix the settings above in your .env, then \`docker compose up -d\`"
+  fi
+  tmp=${TMPDIR:-/tmp}
+  if [ ! -d "$tmp" ] || [ ! -w "$tmp" ]; then
+    die "TMPDIR $tmp is not a writable directory: the binary extracts the application there; with a read-only root file system mount a tmpfs on it (compose: tmpfs; docker run: --tmpfs $tmp:exec,uid=$(id -u),gid=$(id -g))"
+  fi
+  if [ -n "${SSL_CERT_FILE:-}" ] && [ ! -r "$SSL_CERT_FILE" ]; then
+    echo "entrypoint: warning: SSL_CERT_FILE names a file that is not readable in the container; TLS to S3 and SMTP will fail (remove SSL_CERT_FILE from .env to use the image's bundle)" >&2
   fi
 }
 
+# PHP for the health check: double quotes only (this is a single-quoted shell word).
+# shellcheck disable=SC2016 # $ is PHP's, not the shell's
+HEALTHZ='
+$port = getenv("PORT") ?: "8080";
+$context = stream_context_create(["http" => ["timeout" => 4, "ignore_errors" => true]]);
+$body = @file_get_contents("http://127.0.0.1:" . $port . "/healthz", false, $context);
+$headers = function_exists("http_get_last_response_headers") ? http_get_last_response_headers() : ($http_response_header ?? []);
+$status = preg_match("#^HTTP/\S+ (\d{3})#", $headers[0] ?? "", $m) ? (int) $m[1] : 0;
+echo "healthz: ", $status ?: "no answer", PHP_EOL;
+exit($status === 200 ? 0 : 1);
+'
+
 cmd=${1:-server}
-[ "$#" -gt 0 ] && shift
-case "$cmd" in
+[ "$#" -eq 0 ] || shift
+case $cmd in
   server)
-    validate
+    preflight
     exec "$BIN" php-server --listen ":$PORT" --root "$WEBROOT" ;;
   queue-worker)
-    validate
+    preflight
     exec "$BIN" php-cli bin/cake.php queue worker --max-runtime "${QUEUE_WORKER_MAX_RUNTIME:-3600}" ;;
   recurring)
-    validate
+    preflight
     exec "$BIN" php-cli bin/cake.php recurring_task ;;
   cake)
-    validate
+    preflight
     exec "$BIN" php-cli bin/cake.php "$@" ;;
   validate)
     exec "$VALIDATE" --environ ;;
-  -h|--help|help)
-    usage; exit 0 ;;
+  healthcheck)
+    exec "$BIN" php-cli -r "$HEALTHZ" ;;
+  -h | --help | help)
+    usage
+    exit 0 ;;
   *)
     echo "entrypoint: unknown command '$cmd'" >&2
-    usage; exit 2 ;;
+    usage >&2
+    exit 2 ;;
 esac

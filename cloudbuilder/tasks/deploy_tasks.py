@@ -8,9 +8,14 @@ from ._common import HELP, load_config, user_errors
 
 
 @task(help={"env_file": HELP["env_file"] + " (default: dist/docker/.env)",
-            "no_image": "do not rebuild the runtime image first"})
+            "no_image": "do not build the runtime image first (it must exist)"})
 def deploy(c, env_file=None, no_image=False):
-    """`docker compose up -d` in dist/docker; refuses to start with an invalid env file."""
+    """Validate the env file, build the image, `docker compose up -d` in dist/docker, wait until healthy.
+
+    An invalid env file is refused with the validator's report (key names and
+    rules, never values) before anything is built or started. Set
+    COMPOSE_PROJECT_NAME to run a second stack next to the default `orangescrum`.
+    """
     from ..deploy import deploy_compose
 
     with user_errors():
