@@ -36,3 +36,9 @@ class EnvInvalidError(CloudBuilderError):
     """A deployment env file did not pass validate-env.sh."""
 
     exit_code = 5
+
+
+class VerificationError(CloudBuilderError):
+    """`release --check` found a mismatch: a checksum, a signature or repository metadata."""
+
+    exit_code = 6
