@@ -91,8 +91,14 @@ def _walk_sources(base: Path, partials: list[Path] | None = None) -> dict[str, P
     return found
 
 
-def plan_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> TreePlan:
-    """Every file of the tree: ``common/`` first, the flavor's files override."""
+def plan_tree(
+    cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None, binary_sha256: str = ""
+) -> TreePlan:
+    """Every file of the tree: ``common/`` first, the flavor's files override.
+
+    ``binary_sha256`` is offered to the templates (the Dockerfile checks the
+    binary it copies against it: BuildKit may reuse a stale same-size file).
+    """
     root = sources or source_root()
     partials: list[Path] = []
     merged = _walk_sources(root / "common", partials)
@@ -110,6 +116,8 @@ def plan_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path |
         for rel, src in sorted(merged.items())
     )
     context = {**cfg.template_context(), "flavor": flavor, "binary_path": binary_dest}
+    if binary_sha256:
+        context["binary_sha256"] = binary_sha256
     return TreePlan(flavor=flavor, dest=cfg.dist_dir / flavor, files=files, binary=binary, context=context,
                     search_path=(root / flavor, root / "common"), partials=tuple(partials))
 
@@ -174,6 +182,37 @@ def _state_dir(cfg: BuildConfig) -> Path:
     return cfg.dist_dir / ".state"
 
 
+def read_stamp(cfg: BuildConfig, flavor: Flavor) -> dict | None:
+    """What the last assembly of ``dist/<flavor>`` recorded: inputs digest and listing."""
+    try:
+        stamp = json.loads((_state_dir(cfg) / f"{flavor}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def intact_digest(cfg: BuildConfig, flavor: Flavor) -> str | None:
+    """The inputs digest of ``dist/<flavor>`` while the tree is exactly as assembly wrote it.
+
+    Lets later stages (packages, releases) know a 100+ MB tree's content
+    without reading it again; None when it was edited, removed or never made.
+    """
+    stamp = read_stamp(cfg, flavor)
+    tree = cfg.dist_dir / flavor
+    if not stamp or not stamp.get("inputs") or not tree.is_dir():
+        return None
+    if stamp.get("listing") != _listing(tree, OPERATOR_FILES[flavor]):
+        return None
+    return str(stamp["inputs"])
+
+
+def tree_fingerprint(cfg: BuildConfig, flavor: Flavor, binary: Path, hashes: HashCache,
+                     *, sources: Path | None = None) -> tuple[TreePlan, str]:
+    """The plan of ``dist/<flavor>`` for this config and binary, and the hash of its inputs."""
+    plan = plan_tree(cfg, flavor, binary, sources=sources, binary_sha256=hashes.digest(binary))
+    return plan, fingerprint(plan, hashes)
+
+
 def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
     """Write the plan's files (and the binary) below ``into`` deterministically."""
     written_dirs = {into}
@@ -201,19 +240,13 @@ def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
 
 def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> AssembleResult:
     """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged."""
-    plan = plan_tree(cfg, flavor, binary, sources=sources)
     state = _state_dir(cfg)
     hashes = HashCache(state / "hashes.json")
-    stamp_path = state / f"{flavor}.json"
-    digest = fingerprint(plan, hashes)
+    plan, digest = tree_fingerprint(cfg, flavor, binary, hashes, sources=sources)
     hashes.save()
+    stamp_path = state / f"{flavor}.json"
     skip = OPERATOR_FILES[flavor]
-
-    try:
-        stamp = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
-        stamp = None
-    if stamp and stamp.get("inputs") == digest and plan.dest.is_dir() and stamp.get("listing") == _listing(plan.dest, skip):
+    if intact_digest(cfg, flavor) == digest:
         return AssembleResult(flavor, plan.dest, up_to_date=True)
 
     cfg.dist_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from .errors import BuildError, PrerequisiteError
 from .log import logger
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 TAIL_LINES = 25
 
 
@@ -39,6 +40,10 @@ class BuildLog:
         self.redact = tuple(r for r in redact if r)
         self.tail: list[str] = []
         self.steps = 0
+        # The last image of each finished build stage (the classic builder
+        # leaves them behind untagged in multi-stage builds).
+        self.stage_images: list[str] = []
+        self._last_layer: str | None = None
         self.started = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -48,7 +53,12 @@ class BuildLog:
             text = text.replace(secret, "***")
         self._file.write(text + "\n")
         self.tail = (self.tail + [text])[-TAIL_LINES:]
+        layer = LAYER_RE.match(text)
+        if layer:
+            self._last_layer = layer.group(1)
         m = STEP_RE.match(text)
+        if m and m.group(3).upper().startswith("FROM ") and self._last_layer and self.steps > 0:
+            self.stage_images.append(self._last_layer)
         if m:
             self.steps += 1
             logger.info("    [%s %5.1fs] step %s/%s: %s", self.stage, time.monotonic() - self.started,
@@ -176,7 +186,19 @@ class DockerEngine:
             if info is None:
                 raise log.failure(f"docker build of {tag} produced no image")
             image_id = info.id
+        self._remove_stage_images(log.stage_images, keep=image_id)
         return image_id
+
+    def _remove_stage_images(self, ids: list[str], keep: str) -> None:
+        """Drop the untagged images of earlier stages (a composer stage is ~250 MB per app change)."""
+        for short in ids:
+            try:
+                img = self.client.images.get(short)
+                if img.tags or img.id == keep:
+                    continue
+                self.client.images.remove(img.id, noprune=False)
+            except (self._errors.ImageNotFound, self._errors.APIError):
+                pass  # in use by another image or container: leave it
 
     def read_file(self, image: str, path: str) -> bytes:
         """One file out of an image, via a created (never started) container and the archive API."""

@@ -68,7 +68,7 @@ extract() {
     [ -n "$base" ] || base=/tmp
     base=${base%/}
     dir=$base/frankenphp_$PAYLOAD_SHA256
-    if [ -f "$dir/bin/php" ] && [ -f "$dir/lib/$LOADER" ]; then
+    if is_whole "$dir"; then
         return 0
     fi
     [ -d "$base" ] && [ -w "$base" ] \
@@ -84,6 +84,13 @@ extract() {
         rm -rf "$tmp"
         die "cannot extract my payload to '$base' (is it full?)"
     fi
+    : >"$tmp/.complete"
+    # A process started at the same time (web server and worker) may have
+    # finished first: keep its copy, never delete a complete one in use.
+    if is_whole "$dir"; then
+        rm -rf "$tmp"
+        return 0
+    fi
     if [ -d "$dir" ]; then
         # Left over and incomplete (a tmp cleaner ate part of it): replace it.
         rm -rf "$dir"
@@ -93,7 +100,12 @@ extract() {
     fi
     # Another process won the race: mv put our copy inside theirs.
     rm -rf "${dir:?}/${tmp##*/}" "$tmp"
-    [ -f "$dir/bin/php" ] || die "extraction to '$dir' failed"
+    is_whole "$dir" || die "extraction to '$dir' failed"
+}
+
+# An extraction directory that is whole: written to the end, nothing eaten since.
+is_whole() {
+    [ -f "$1/.complete" ] && [ -f "$1/bin/php" ] && [ -f "$1/lib/$LOADER" ]
 }
 
 # Run the bundled php with the bundled loader and libraries.  Always exec, so
