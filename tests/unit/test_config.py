@@ -204,7 +204,7 @@ def test_registry_and_dataclasses_agree():
     for s in cfgmod.SETTINGS:
         section, _, leaf = s.key.rpartition(".")
         assert hasattr(getattr(cfg, section) if section else cfg, leaf), s.key
-    for section in ("builder", "docker", "service", "paths"):
+    for section in ("builder", "docker", "service", "paths", "package", "release"):
         for name in getattr(cfg, section).__dataclass_fields__:
             assert f"{section}.{name}" in cfgmod.BY_KEY
     tree = cfgmod.defaults_tree()
