@@ -11,6 +11,7 @@ inputs makes a rerun with nothing changed a no-op.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -122,7 +123,9 @@ def plan_tree(
                     search_path=(root / flavor, root / "common"), partials=tuple(partials))
 
 
+@functools.cache
 def _environment(search_path: tuple[Path, ...] = ()):
+    """One jinja2 environment per include path (StrictUndefined), reused within a process."""
     import jinja2
 
     return jinja2.Environment(
@@ -130,6 +133,7 @@ def _environment(search_path: tuple[Path, ...] = ()):
         keep_trailing_newline=True,
         autoescape=False,
         loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+        auto_reload=True,
     )
 
 
@@ -147,6 +151,15 @@ def render_template(
         raise BuildError(f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
         raise BuildError(f"{name}: includes {exc.name}, which does not exist") from None
+
+
+def render_file(path: Path, context: Mapping[str, Any], *, search_path: tuple[Path, ...] = ()) -> str:
+    """Render the template file ``path`` (its includes are found on ``search_path``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BuildError(f"template {path} does not exist") from None
+    return render_template(text, context, name=str(path), search_path=search_path)
 
 
 def fingerprint(plan: TreePlan, hashes: HashCache) -> str:

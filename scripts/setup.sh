@@ -60,4 +60,4 @@ if ! $SUDO docker info >/dev/null 2>&1; then
     sleep 1
   done
 fi
-echo "==> ready: . .venv/bin/activate, then invoke --list"
+echo "==> ready: .venv/bin/invoke --list"

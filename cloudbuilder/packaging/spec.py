@@ -13,7 +13,6 @@ bytes; everything else is a ``Path`` into ``dist/native``.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import json
@@ -292,29 +291,12 @@ def _sysusers_entries(native: Path) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
 
 
-@functools.cache
-def _jinja(base: Path):
-    """One environment per template root: each template is compiled once per process."""
-    import jinja2
-
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                              loader=jinja2.FileSystemLoader(str(base)), auto_reload=True)
-
-
 def render(name: str, context: Mapping[str, Any], root: Path | None = None) -> str:
     """Render packaging/<name> (jinja2, StrictUndefined, like the trees' templates)."""
-    import jinja2
+    from ..assemble import render_file
 
     base = packaging_root(root)
-    path = base / name
-    try:
-        return _jinja(base).get_template(name).render(**context)
-    except jinja2.TemplateNotFound as exc:
-        raise BuildError(f"packaging template {base / exc.name} does not exist") from None
-    except jinja2.UndefinedError as exc:
-        raise BuildError(f"{path}: {exc.message}; fix the template or add the setting") from None
-    except jinja2.TemplateSyntaxError as exc:
-        raise BuildError(f"{exc.filename or path}:{exc.lineno}: template syntax error: {exc.message}") from None
+    return render_file(base / name, context, search_path=(base,))
 
 
 def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Path | None = None) -> PackageSpec:
