@@ -23,7 +23,7 @@ from cloudbuilder.dockerimage import (
 )
 from cloudbuilder.errors import ConfigError
 
-yaml = pytest.importorskip("yaml")
+import yaml  # noqa: E402 - pyyaml is in the dev extra
 
 ROOT = Path(__file__).resolve().parents[2]
 
