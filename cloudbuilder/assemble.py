@@ -24,7 +24,7 @@ from typing import Any, Literal
 from . import __version__
 from .config import BuildConfig
 from .errors import BuildError, ConfigError
-from .fsutil import HashCache, remove_stale_temp_dirs, swap_into_place, write_atomic
+from .fsutil import HashCache, fresh_temp_dir, swap_into_place, write_atomic
 from .log import logger
 from .resources import source_root
 
@@ -263,11 +263,7 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
         return AssembleResult(flavor, plan.dest, up_to_date=True)
 
     cfg.dist_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f".tmp-{flavor}-"
-    remove_stale_temp_dirs(cfg.dist_dir, prefix)
-    tmp = cfg.dist_dir / f"{prefix}{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = fresh_temp_dir(cfg.dist_dir, f".tmp-{flavor}-")
     try:
         write_tree(plan, tmp, cfg.source_date_epoch)
         kept = []

@@ -106,6 +106,19 @@ def swap_into_place(new: Path, dest: Path) -> None:
     shutil.rmtree(old)
 
 
+def fresh_temp_dir(parent: Path, prefix: str) -> Path:
+    """An empty ``parent/<prefix><pid>`` directory (beside the output, so renames are atomic).
+
+    Directories of earlier runs that were killed (their pid is gone) are removed first.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(parent, prefix)
+    tmp = parent / f"{prefix}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
 def remove_stale_temp_dirs(parent: Path, prefix: str) -> None:
     """Remove ``parent/<prefix>*-<pid>`` dirs whose writer process is gone (a killed run)."""
     if not parent.is_dir():

@@ -49,7 +49,7 @@ from . import repo as repo_mod
 from .assemble import BINARY_PATH, FLAVORS, OPERATOR_FILES, Flavor, tree_fingerprint
 from .config import BuildConfig
 from .errors import BuildError, ConfigError, PrerequisiteError, VerificationError
-from .fsutil import HashCache, remove_stale_temp_dirs, sha256_file, swap_into_place, write_atomic
+from .fsutil import HashCache, fresh_temp_dir, sha256_file, swap_into_place, write_atomic
 from .gpg import Gpg, explain_signing_failure, run_tool
 from .log import logger, step
 from .repo import DebInfo, RpmInfo
@@ -373,19 +373,9 @@ def sign_rpm(gpg: Gpg, path: Path) -> None:
             raise explain_signing_failure(exc) from None
 
 
-def _fresh_temp_next_to(target: Path, prefix: str) -> Path:
-    """An empty ``<prefix><pid>`` directory beside ``target`` (same filesystem: renames are atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_dirs(target.parent, prefix)
-    tmp = target.parent / f"{prefix}{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
-
-
 @contextlib.contextmanager
 def _temp_dir_next_to(target: Path, prefix: str) -> Iterator[Path]:
-    tmp = _fresh_temp_next_to(target, prefix)
+    tmp = fresh_temp_dir(target.parent, prefix)
     try:
         yield tmp
     finally:
@@ -421,7 +411,7 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
                     if inside is not None:
                         new = staging / inside
                     else:
-                        new = outside_tmp = _fresh_temp_next_to(plan.repo_dir, ".tmp-repo-")
+                        new = outside_tmp = fresh_temp_dir(plan.repo_dir.parent, ".tmp-repo-")
                     repo_result = repo_mod.publish(
                         new, old=old, epoch=plan.epoch, gpg=gpg, repo_url=plan.repo_url, replace=opts.replace,
                         debs=[dataclasses.replace(d, path=staging / d.path.name) for d in plan.debs],
