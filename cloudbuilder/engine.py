@@ -10,7 +10,7 @@ import io
 import re
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,18 +217,6 @@ class DockerEngine:
             f = tar.extractfile(member)
             assert f is not None
             return f.read()
-
-    def run_once(self, image: str, command: list[str], *, on_line: Callable[[str], None] | None = None) -> int:
-        """Run a throwaway container (removed afterwards); returns its exit code."""
-        container = self.client.containers.create(image, command=command)
-        try:
-            container.start()
-            for raw in container.logs(stream=True, follow=True):
-                if on_line:
-                    on_line(raw.decode(errors="replace").rstrip())
-            return int(container.wait().get("StatusCode", 1))
-        finally:
-            container.remove(force=True)
 
 
 def _info(img: Any) -> ImageInfo:

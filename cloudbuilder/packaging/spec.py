@@ -147,12 +147,6 @@ class PackageSpec:
     def dirs_for(self, fmt: Format) -> tuple[DirEntry, ...]:
         return tuple(d for d in self.directories if fmt in d.formats)
 
-    def generated(self, fmt: Format) -> tuple[Generated, ...]:
-        """Every generated file the build of ``fmt`` must write (files and scripts)."""
-        found = [f.src for f in self.files_for(fmt) if isinstance(f.src, Generated)]
-        found += [g for _, g in self.scripts[fmt].items()]
-        return tuple(found)
-
     def fingerprint_data(self, fmt: Format) -> dict[str, Any]:
         """Everything about ``fmt`` except the bytes of Path sources (hashed separately)."""
 
