@@ -10,6 +10,7 @@ Metadata, dependencies and the entry point are in setup.cfg.
 
 from __future__ import annotations
 
+import runpy
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-RESOURCE_DIRS = ("common", "docker", "native", "builder", "packaging", "examples")
+# One list, in cloudbuilder/resources.py (run as a file: the package is not installed yet).
+RESOURCE_DIRS = runpy.run_path(str(HERE / "cloudbuilder" / "resources.py"))["RESOURCE_DIRS"]
 # Never shipped: caches, an operator's .env, what composer or a run left in the example app.
 SKIP = {"__pycache__", ".env", "vendor", "tmp", "logs", ".pytest_cache"}
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-SOURCE_DIRS = ("common", "docker", "native", "builder", "packaging")
+# What travels inside the wheel (setup.py copies these to cloudbuilder/_resources).
+RESOURCE_DIRS = ("common", "docker", "native", "builder", "packaging", "examples")
 
 
 @cache

@@ -16,10 +16,10 @@ import pytest
 from release_support import EPOCH, fake_binary
 
 from cloudbuilder import __version__
-from cloudbuilder.resources import SOURCE_DIRS
+from cloudbuilder.resources import RESOURCE_DIRS
 
 ROOT = Path(__file__).resolve().parents[2]
-RESOURCES = (*SOURCE_DIRS, "examples")
+RESOURCES = RESOURCE_DIRS
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
