@@ -1,0 +1,159 @@
+"""What the app archive takes from the disk: ignore rules, credentials, symlinks (real files, real git)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cloudbuilder.archive import CREDENTIAL_FILES, archive_app, credential_rule
+from cloudbuilder.log import logger
+
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ncanary-key\n-----END OPENSSH PRIVATE KEY-----\n"
+CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+# Every kind of credential file, at the place a developer (or the OrangeScrum installer) leaves it.
+CREDENTIALS = {
+    ".ENV": "DB_PASSWORD=canary",
+    ".env.local": "DB_PASSWORD=canary",
+    "config/.env": "DB_PASSWORD=canary",
+    "auth.json": '{"github-oauth": {"github.com": "canary"}}',
+    "id_rsa": PRIVATE_KEY,
+    "deploy/id_ed25519": PRIVATE_KEY,
+    ".npmrc": "//registry.npmjs.org/:_authToken=canary",
+    ".git-credentials": "https://u:canary@example.org",
+    "config/app_local.php": "<?php return ['Security' => ['salt' => 'canary']];",
+    "config/install.ini": "installed=canary",
+    "config/smtp.php": "<?php return ['password' => 'canary'];",
+    "config/oauth-keys/private.key": PRIVATE_KEY,
+    "keys/server.pem": PRIVATE_KEY,  # caught by its content, not its name
+}
+APP_FILES = {
+    "composer.json": "{}",
+    "webroot/index.php": "<?php echo 1;",
+    "config/app.php": "<?php return [];",
+    "config/app_local.example.php": "<?php // reference",
+    "vendor/composer/ca-bundle/res/cacert.pem": CERTIFICATE,  # a certificate is not a secret
+}
+
+
+@pytest.fixture
+def log_lines():
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Collect(logging.DEBUG)
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(old)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                   check=True, capture_output=True)
+
+
+def names(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getnames()
+
+
+def assert_no_credentials(archive, lines: list[str]) -> None:
+    shipped = names(archive.data)
+    for rel in CREDENTIALS:
+        assert f"app/{rel}" not in shipped, rel
+        assert any(f"left out {rel} (" in line for line in lines), f"no log line names {rel}"
+    assert b"canary" not in archive.data
+    assert set(archive.credentials) == set(CREDENTIALS)
+    for rel in APP_FILES:
+        assert f"app/{rel}" in shipped, rel
+
+
+def test_untracked_app_in_a_work_tree_honours_ignore_rules_and_drops_credentials(tmp_path, log_lines):
+    """Finding 9: an app not committed in the work tree it sits in used to be walked, ignore rules and all."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    write(work, {"README.md": "the enclosing repository\n", ".gitignore": "*.secret\n"})
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "init")
+    app = work / "apps" / "myapp"
+    write(app, {**APP_FILES, **CREDENTIALS, "notes.secret": "canary", "build/out.js": "canary",
+                ".gitignore": "/build/\n"})
+    a = archive_app(app, epoch=1700000000)
+    assert a.method == "git ls-files"
+    shipped = names(a.data)
+    assert "app/notes.secret" not in shipped  # the enclosing repository's .gitignore
+    assert "app/build/out.js" not in shipped  # the app's own .gitignore
+    assert "app/.gitignore" in shipped
+    assert_no_credentials(a, log_lines)
+    # the log names the files, never their content
+    assert not any("canary" in line for line in log_lines)
+
+
+def test_app_ignored_by_the_enclosing_work_tree_is_walked_and_filtered(tmp_path, log_lines):
+    """An app below a directory its enclosing repository ignores (apps/) is not that repository's."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    write(work, {".gitignore": "/apps/\n"})
+    app = work / "apps" / "myapp"
+    write(app, {**APP_FILES, **CREDENTIALS})
+    a = archive_app(app, epoch=0)
+    assert a.method.startswith("directory (ignored by the git work tree")
+    assert_no_credentials(a, log_lines)
+
+
+def test_committed_credentials_are_dropped_too(tmp_path, log_lines):
+    app = tmp_path / "repo"
+    write(app, {**APP_FILES, **CREDENTIALS})
+    git(app, "init", "-q")
+    git(app, "add", "-A", "-f")
+    git(app, "commit", "-qm", "x")
+    a = archive_app(app, epoch=0)
+    assert a.method == "git archive"
+    assert_no_credentials(a, log_lines)
+
+
+def test_an_app_outside_git_drops_credentials(tmp_path, log_lines):
+    app = tmp_path / "app"
+    write(app, {**APP_FILES, **CREDENTIALS})
+    a = archive_app(app, epoch=0)
+    assert a.method == "directory"
+    assert_no_credentials(a, log_lines)
+
+
+@pytest.mark.parametrize("rel,rule", [
+    (".env", ".env*"), (".ENV", ".env*"), ("config/.Env.prod", ".env*"), ("AUTH.JSON", "auth.json"),
+    ("plugins/x/auth.json", "auth.json"), ("home/.ssh/id_rsa.pub", "id_rsa*"), ("Config/App_Local.php", "config/app_local.php"),
+    ("config/oauth-keys/public.key", "config/oauth-keys/"), ("config/oauth-keys", "config/oauth-keys/"),
+    ("cert.P12", "*.p12"),
+    ("config/app.php", None), ("config/app_local.example.php", None), ("plugins/x/config/app_local.php", None),
+    ("environment.php", None), ("src/Auth/JsonAuth.php", None), ("webroot/key.js", None),
+])
+def test_credential_rules(rel, rule):
+    assert credential_rule(rel) == rule
+
+
+def test_the_credential_list_is_documented():
+    """Every rule of CREDENTIAL_FILES is in docs/APP_ARCHIVE.md."""
+    doc = (Path(__file__).resolve().parents[2] / "docs/APP_ARCHIVE.md").read_text()
+    for pattern in CREDENTIAL_FILES:
+        assert f"`{pattern}`" in doc, pattern
