@@ -29,7 +29,7 @@ import re
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -237,9 +237,49 @@ def _credential(rel: str, content: bytes | str) -> str | None:
     return None
 
 
+def leaves_app(rel: str, links: Mapping[str, str]) -> bool:
+    """Whether the symlink at ``rel`` ends up outside the app, resolved as the kernel would in the extracted app.
+
+    ``links`` maps every symlink of the archive to its target, so a chain of
+    links (``a -> b/../..`` with ``b -> ..``) is followed; an absolute target
+    is outside (the app is extracted to a temporary directory on the server).
+    """
+    if links[rel].startswith("/"):
+        return True
+    todo = list(reversed(PurePosixPath(rel).parent.parts + tuple(links[rel].split("/"))))
+    here: list[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return True
+            here.pop()
+            continue
+        here.append(part)
+        target = links.get("/".join(here))
+        if target is None:
+            continue
+        if target.startswith("/"):
+            return True
+        hops += 1
+        if hops > 40:  # a loop leads nowhere, in or out
+            return False
+        here.pop()
+        todo.extend(reversed(target.split("/")))
+    return False
+
+
 def archive_app(app: Path, *, epoch: int, prefix: str = "app/",
-                excludes: Sequence[tuple[str, bool]] = DEFAULT_EXCLUDES) -> AppArchive:
-    """Archive ``app`` deterministically; ``prefix`` is put before every entry."""
+                excludes: Sequence[tuple[str, bool]] = DEFAULT_EXCLUDES,
+                allow_external_symlinks: bool = False) -> AppArchive:
+    """Archive ``app`` deterministically; ``prefix`` is put before every entry.
+
+    A symlink that points outside the app is refused (BuildError naming each
+    one) unless ``allow_external_symlinks``; then each is named in a warning.
+    """
     top = _git_toplevel(app)
     treeish = _committed_treeish(app, top) if top is not None else None
     if top is not None and treeish is not None:
@@ -262,6 +302,17 @@ def archive_app(app: Path, *, epoch: int, prefix: str = "app/",
         kept[rel] = (mode, content)
     for rel, why in sorted(credentials.items()):
         logger.warning("    left out %s (%s): credentials and per-installation state are never embedded", rel, why)
+    links = {rel: content for rel, (_mode, content) in kept.items() if isinstance(content, str)}
+    outside = [f"{rel} -> {links[rel]}" for rel in sorted(links) if leaves_app(rel, links)]
+    if outside and not allow_external_symlinks:
+        raise BuildError(
+            f"{app} has symlinks that point outside it: {'; '.join(outside)}. In the binary they would reach "
+            "whatever is at that path on the server (the app is extracted to a temporary directory there). "
+            "Replace each with the file it points at, or with a relative link inside the app; or set "
+            "app_external_symlinks=true (OSCB_APP_EXTERNAL_SYMLINKS=true) to archive them anyway"
+        )
+    for link in outside:
+        logger.warning("    symlink %s points outside the app (archived: app_external_symlinks is set)", link)
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:

@@ -178,6 +178,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="TMPDIR of the services: where the embedded app is extracted."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
+    Setting(key="app_external_symlinks", default=False, kind="bool",
+            help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
+                 "binary they reach the server's own files. Default: refuse, naming each link."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
             help="Packager: fpm (Ruby gem) or nfpm. auto takes fpm when it is on PATH and can write the "
@@ -349,6 +352,7 @@ class ReleaseConfig:
 class BuildConfig:
     app: Path
     app_webroot: str
+    app_external_symlinks: bool
     binary: Path | None
     version: str
     dist_dir: Path
@@ -702,6 +706,7 @@ def resolve(
     return BuildConfig(
         app=app,
         app_webroot=parsed["app_webroot"],
+        app_external_symlinks=parsed["app_external_symlinks"],
         binary=path("binary"),
         version=version,
         dist_dir=path("dist_dir") or cwd / "dist",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudbuilder.archive import CREDENTIAL_FILES, archive_app, credential_rule
+from cloudbuilder.archive import CREDENTIAL_FILES, archive_app, credential_rule, leaves_app
+from cloudbuilder.errors import BuildError
 from cloudbuilder.log import logger
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ncanary-key\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -157,3 +158,76 @@ def test_the_credential_list_is_documented():
     doc = (Path(__file__).resolve().parents[2] / "docs/APP_ARCHIVE.md").read_text()
     for pattern in CREDENTIAL_FILES:
         assert f"`{pattern}`" in doc, pattern
+
+
+def make_linked_app(root: Path) -> Path:
+    write(root, APP_FILES)
+    (root / "webroot/passwd").symlink_to("/etc/passwd")
+    (root / "webroot/up").symlink_to("../../outside.txt")
+    (root / "webroot/app.php").symlink_to("../config/app.php")  # inside: fine
+    (root / "config/self").symlink_to(str(root / "config/app.php"))  # absolute, into the app on this machine only
+    return root
+
+
+def test_symlinks_out_of_the_app_are_refused_by_name(tmp_path):
+    """Finding 13: a link to /etc/passwd used to be archived silently."""
+    app = make_linked_app(tmp_path / "app")
+    with pytest.raises(BuildError) as err:
+        archive_app(app, epoch=0)
+    message = str(err.value)
+    for link in ("webroot/passwd -> /etc/passwd", "webroot/up -> ../../outside.txt",
+                 f"config/self -> {app}/config/app.php"):
+        assert link in message
+    assert "webroot/app.php" not in message
+    assert "relative link inside the app" in message and "OSCB_APP_EXTERNAL_SYMLINKS=true" in message
+
+
+def test_symlinks_out_of_the_app_are_archived_when_allowed_with_a_warning(tmp_path, log_lines):
+    app = make_linked_app(tmp_path / "app")
+    a = archive_app(app, epoch=0, allow_external_symlinks=True)
+    with tarfile.open(fileobj=io.BytesIO(a.data)) as tar:
+        assert tar.getmember("app/webroot/passwd").linkname == "/etc/passwd"
+        assert tar.getmember("app/webroot/app.php").linkname == "../config/app.php"
+    assert any("symlink webroot/passwd -> /etc/passwd points outside the app" in line for line in log_lines)
+    assert not any("webroot/app.php" in line for line in log_lines)
+
+
+def test_links_inside_the_app_are_fine_in_git_too(tmp_path):
+    app = tmp_path / "repo"
+    write(app, APP_FILES)
+    (app / "webroot/app.php").symlink_to("../config/app.php")
+    (app / "webroot/cfg").symlink_to("../config")
+    git(app, "init", "-q")
+    git(app, "add", "-A")
+    git(app, "commit", "-qm", "x")
+    assert archive_app(app, epoch=0).method == "git archive"
+    (app / "webroot/passwd").symlink_to("/etc/passwd")
+    git(app, "add", "-A")
+    git(app, "commit", "-qm", "y")
+    with pytest.raises(BuildError, match="webroot/passwd -> /etc/passwd"):
+        archive_app(app, epoch=0)
+
+
+@pytest.mark.parametrize("links,rel,outside", [
+    ({"a": "b"}, "a", False),
+    ({"d/a": "../x"}, "d/a", False),
+    ({"d/a": "../../x"}, "d/a", True),
+    ({"a": "/etc/passwd"}, "a", True),
+    ({"d/b": "..", "d/a": "b/../.."}, "d/a", True),  # only a chain of links shows it
+    ({"d/b": "sub/deep", "d/a": "b/../x"}, "d/a", False),
+    ({"a": "b", "b": "a"}, "a", False),  # a loop: broken, but not outside
+    ({"a": "b/x", "b": "/srv"}, "a", True),
+])
+def test_leaves_app(links, rel, outside):
+    assert leaves_app(rel, links) is outside
+
+
+def test_the_setting_that_allows_them(tmp_path):
+    from cloudbuilder.config import AppFacts, env_layer, resolve
+
+    def cfg(environ):
+        return resolve([env_layer(environ, "environment variable")], cwd=tmp_path, environ={},
+                       probe=lambda _a: AppFacts(None, "default", None))
+
+    assert cfg({}).app_external_symlinks is False
+    assert cfg({"OSCB_APP_EXTERNAL_SYMLINKS": "true"}).app_external_symlinks is True
