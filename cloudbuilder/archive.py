@@ -237,6 +237,40 @@ def _credential(rel: str, content: bytes | str) -> str | None:
     return None
 
 
+def newest_mtime(app: Path) -> int | None:
+    """The mtime (whole seconds) of the newest file an archive of ``app`` from the disk takes, or None.
+
+    The fallback ``SOURCE_DATE_EPOCH`` of an app that git has no commit for: a
+    true date (not 1970) that the same tree always gives.  The same files as
+    the archive count: what git would commit or the walk finds, less
+    ``DEFAULT_EXCLUDES`` and credentials.
+    """
+    try:
+        _method, paths = _disk_selection(app, _git_toplevel(app))
+    except BuildError:
+        return None
+    stamps: list[tuple[int, str]] = []
+    for rel in paths:
+        if is_excluded(rel):
+            continue
+        try:
+            st = (app / rel).lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            stamps.append((int(st.st_mtime), rel))
+    # newest first; only the few newest are read, to skip a private key the archive leaves out
+    for mtime, rel in sorted(stamps, reverse=True):
+        path = app / rel
+        try:
+            content: bytes | str = os.readlink(path) if path.is_symlink() else path.read_bytes()
+        except OSError:
+            continue
+        if _credential(rel, content) is None:
+            return mtime
+    return None
+
+
 def leaves_app(rel: str, links: Mapping[str, str]) -> bool:
     """Whether the symlink at ``rel`` ends up outside the app, resolved as the kernel would in the extracted app.
 

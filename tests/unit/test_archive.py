@@ -231,3 +231,51 @@ def test_the_setting_that_allows_them(tmp_path):
 
     assert cfg({}).app_external_symlinks is False
     assert cfg({"OSCB_APP_EXTERNAL_SYMLINKS": "true"}).app_external_symlinks is True
+
+
+def test_an_app_outside_git_is_dated_by_its_newest_archived_file(tmp_path):
+    """Finding 14: without a commit, SOURCE_DATE_EPOCH used to be 0 (every packaged file dated 1970)."""
+    import os
+
+    from cloudbuilder.config import Layer, probe_app, resolve
+
+    app = tmp_path / "app"
+    write(app, {**APP_FILES, "tests/T.php": "<?php", "node_modules/m.js": "x", ".env": "X=1",
+                "keys/k.pem": PRIVATE_KEY})
+    for i, p in enumerate(sorted(q for q in app.rglob("*") if q.is_file())):
+        os.utime(p, (1600000000 + i, 1600000000 + i))
+    os.utime(app / "webroot/index.php", (1650000000, 1650000000))  # the newest file that is archived
+    for rel in ("tests/T.php", "node_modules/m.js", ".env", "keys/k.pem"):  # newer, but never archived
+        os.utime(app / rel, (1700000000, 1700000000))
+    facts = probe_app(app)
+    assert (facts.last_commit_epoch, facts.newest_file_epoch) == (None, 1650000000)
+    cfg = resolve([Layer("flag", {"app": str(app)})], cwd=tmp_path, environ={})
+    assert cfg.source_date_epoch == 1650000000
+    assert cfg.source_of("source_date_epoch") == "the newest file in the app"
+    # the same tree gives the same epoch; the excluded files do not move it
+    (app / ".env").touch()
+    (app / "tests/T.php").touch()
+    assert resolve([Layer("flag", {"app": str(app)})], cwd=tmp_path, environ={}).source_date_epoch == 1650000000
+    # SOURCE_DATE_EPOCH still wins
+    cfg = resolve([Layer("flag", {"app": str(app)})], cwd=tmp_path, environ={"SOURCE_DATE_EPOCH": "1234"})
+    assert cfg.source_date_epoch == 1234
+
+
+def test_an_untracked_app_in_a_work_tree_is_dated_by_its_newest_unignored_file(tmp_path):
+    import os
+
+    from cloudbuilder.config import probe_app
+
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    write(work, {"README.md": "x", ".gitignore": "*.secret\n"})
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "init")
+    app = work / "apps" / "myapp"
+    write(app, {**APP_FILES, "notes.secret": "x"})
+    for p in app.rglob("*"):
+        os.utime(p, (1600000000, 1600000000))
+    os.utime(app / "notes.secret", (1700000000, 1700000000))  # ignored by git: does not count
+    assert probe_app(app).newest_file_epoch == 1600000000
+    assert probe_app(app).last_commit_epoch is None
