@@ -197,7 +197,7 @@ def _git_listed(app: Path, top: Path) -> list[str] | None:
     listed: set[str] = set()
     for raw in done.stdout.split(b"\0"):
         rel = os.fsdecode(raw).rstrip("/")
-        if not rel:
+        if not rel or _build_excluded(rel):  # as the walk prunes them: node_modules can be huge
             continue
         path = app / rel
         if path.is_dir() and not path.is_symlink():  # a nested repository (or submodule): all of it
@@ -321,6 +321,9 @@ def archive_app(app: Path, *, epoch: int, prefix: str = "app/",
     else:  # not a git checkout, or not committed in the one it sits in
         method, paths = _disk_selection(app, top)
         members = _disk_members(app, paths)
+        if method == "git ls-files":
+            logger.info("    note: %s is not committed in the git work tree %s; archiving the files git "
+                        "would commit (its ignore rules honoured)", app, top)
     kept: dict[str, tuple[int, bytes | str]] = {}
     excluded: set[str] = set()
     credentials: dict[str, str] = {}
