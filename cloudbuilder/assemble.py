@@ -251,6 +251,27 @@ def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
         os.utime(d, (epoch, epoch))
 
 
+def _carry_over(old: Path, new: Path) -> bool:
+    """Put the operator's file ``old`` into the new tree as ``new``: a file as a copy, a symlink as a symlink.
+
+    Anything else (a directory, a socket) is refused before the old tree is
+    touched: the operator's file must never vanish in a rebuild.
+    """
+    if old.is_symlink():
+        # the same link text: a relative target resolves the same from the new tree (a sibling, then renamed)
+        os.symlink(os.readlink(old), new)
+        return True
+    if old.is_file():
+        shutil.copy2(old, new)
+        return True
+    if os.path.lexists(old):
+        raise BuildError(
+            f"{old} is neither a file nor a symlink, so it cannot be kept when the tree is rebuilt; "
+            f"nothing was changed: move it out of {old.parent} (or make it a file or a symlink) and run again"
+        )
+    return False
+
+
 def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> AssembleResult:
     """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged."""
     state = _state_dir(cfg)
@@ -266,12 +287,7 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
     tmp = fresh_temp_dir(cfg.dist_dir, f".tmp-{flavor}-")
     try:
         write_tree(plan, tmp, cfg.source_date_epoch)
-        kept = []
-        for rel in skip:
-            old = plan.dest / rel
-            if old.is_file() and not old.is_symlink():
-                shutil.copy2(old, tmp / rel)
-                kept.append(rel)
+        kept = [rel for rel in skip if _carry_over(plan.dest / rel, tmp / rel)]
         listing = _listing(tmp, skip)
         swap_into_place(tmp, plan.dest)
     except BaseException:
@@ -279,5 +295,11 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
         raise
     write_atomic(stamp_path, json.dumps({"inputs": digest, "listing": listing}).encode())
     for rel in kept:
-        logger.info("    kept your %s", plan.dest / rel)
+        link = plan.dest / rel
+        if link.is_symlink():
+            target = os.readlink(link)
+            missing = "" if link.exists() else ", which does not exist"
+            logger.info("    kept your %s (a symlink to %s%s)", link, target, missing)
+        else:
+            logger.info("    kept your %s", link)
     return AssembleResult(flavor, plan.dest, up_to_date=False, kept=tuple(kept))

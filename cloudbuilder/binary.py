@@ -229,7 +229,8 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
     embed_df = (sources / EMBED_DOCKERFILE).read_bytes()
 
     with step(f"Archiving the app {cfg.app}"):
-        archive = archive_app(cfg.app, epoch=cfg.source_date_epoch)
+        archive = archive_app(cfg.app, epoch=cfg.source_date_epoch,
+                              allow_external_symlinks=cfg.app_external_symlinks)
         logger.info("    %s: %d files, %.1f MB, sha256 %s", archive.method, archive.files,
                     len(archive.data) / 1e6, archive.sha256[:12])
 

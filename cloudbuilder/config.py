@@ -103,7 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
                  "also configure the build."),
     Setting(key="source_date_epoch", default=None, kind="opt_epoch",
             help="Timestamp for reproducible outputs. Default: SOURCE_DATE_EPOCH, else the "
-                 "app's last git commit, else 0."),
+                 "app's last git commit, else the mtime of the newest file in the app, else 0."),
     Setting(key="skip_deploy", default=False, kind="bool",
             help="`build` stops after the artifacts; does not start the Docker deployment."),
     Setting(key="skip_base", default=False, kind="bool",
@@ -178,6 +178,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="TMPDIR of the services: where the embedded app is extracted."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
+    Setting(key="app_external_symlinks", default=False, kind="bool",
+            help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
+                 "binary they reach the server's own files. Default: refuse, naming each link."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
             help="Packager: fpm (Ruby gem) or nfpm. auto takes fpm when it is on PATH and can write the "
@@ -349,6 +352,7 @@ class ReleaseConfig:
 class BuildConfig:
     app: Path
     app_webroot: str
+    app_external_symlinks: bool
     binary: Path | None
     version: str
     dist_dir: Path
@@ -687,8 +691,12 @@ def resolve(
             ) from None
         sources["source_date_epoch"] = "environment variable SOURCE_DATE_EPOCH"
     if epoch is None:
-        epoch = facts.last_commit_epoch or 0
-        sources["source_date_epoch"] = "the app's last git commit" if facts.last_commit_epoch else "default"
+        if facts.last_commit_epoch:
+            epoch, sources["source_date_epoch"] = facts.last_commit_epoch, "the app's last git commit"
+        elif facts.newest_file_epoch:
+            epoch, sources["source_date_epoch"] = facts.newest_file_epoch, "the newest file in the app"
+        else:
+            epoch, sources["source_date_epoch"] = 0, "default"
 
     libc = parsed["builder.libc"]
     image = parsed["builder.image"] or (
@@ -702,6 +710,7 @@ def resolve(
     return BuildConfig(
         app=app,
         app_webroot=parsed["app_webroot"],
+        app_external_symlinks=parsed["app_external_symlinks"],
         binary=path("binary"),
         version=version,
         dist_dir=path("dist_dir") or cwd / "dist",
@@ -750,10 +759,12 @@ class AppFacts:
     version: str | None
     version_source: str
     last_commit_epoch: int | None
+    # Only probed without a commit: the mtime of the newest file the archive takes.
+    newest_file_epoch: int | None = None
 
 
 def probe_app(app: Path) -> AppFacts:
-    """Version and last commit time of the app, when they can be known (never fails)."""
+    """Version, last commit time (else newest file's mtime) of the app, when they can be known (never fails)."""
     version: str | None = None
     version_source = "default"
     composer = app / "composer.json"
@@ -772,7 +783,15 @@ def probe_app(app: Path) -> AppFacts:
             if described and described[0] in "v0123456789" and "." in described:
                 version = described.lstrip("v").replace("-", "+", 1).replace("-", ".")
                 version_source = f"git describe in {app}"
-    return AppFacts(version, version_source, epoch)
+    newest: int | None = None
+    if epoch is None and app.is_dir():
+        from .archive import newest_mtime
+
+        try:
+            newest = newest_mtime(app)
+        except OSError:
+            newest = None
+    return AppFacts(version, version_source, epoch, newest)
 
 
 def _git(cwd: Path, *args: str) -> str | None:

@@ -188,11 +188,14 @@ def test_env_files_and_tests_never_reach_the_binary(tmp_path, engine, app, base_
     (app / ".env.local").write_text("X=CanaryEnvLocal_2b8c1\n")
     (app / "tests" / "Secret.php").write_text("<?php // CanaryTestsDir_9d0e4\n")
     (app / "config" / "shipped.php").write_text("<?php return 'CanaryShipped_5a6b7';\n")
+    (app / "auth.json").write_text('{"github-oauth": {"github.com": "CanaryAuthJson_4e1d2"}}\n')
+    (app / "config" / "app_local.php").write_text("<?php return ['salt' => 'CanaryAppLocal_8c3f0'];\n")
     cfg = make_cfg(tmp_path, app, base_repo)
     result = build_binary(cfg, engine)
     data = result.path.read_bytes()
     assert b"CanaryShipped_5a6b7" in data  # the scan can see app files at all
-    for canary in (b"CanaryEnvSecret_7f3a9", b"CanaryEnvLocal_2b8c1", b"CanaryTestsDir_9d0e4"):
+    for canary in (b"CanaryEnvSecret_7f3a9", b"CanaryEnvLocal_2b8c1", b"CanaryTestsDir_9d0e4",
+                   b"CanaryAuthJson_4e1d2", b"CanaryAppLocal_8c3f0"):
         assert canary not in data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -157,6 +158,43 @@ def test_operator_env_file_survives_a_rebuild(tmp_path, sources, binary):
     assert (tree / ".env").read_text() == "DB_PASSWORD=kept\n"
     assert (tree / ".env").stat().st_mode & 0o777 == 0o600
     assert not (tree / "stray.txt").exists()
+
+
+def test_symlinked_operator_files_survive_a_rebuild_as_symlinks(tmp_path, sources, binary, caplog):
+    """Finding 12: a symlinked .env used to be deleted by the rebuild, without a word."""
+    cfg = make_cfg(tmp_path)
+    tree = assemble_tree(cfg, "docker", binary, sources=sources).path
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "orangescrum.env").write_text("DB_PASSWORD=kept\n")
+    (tree / ".env").symlink_to("../../secrets/orangescrum.env")  # relative to dist/docker
+    (tree / "docker-compose.override.yaml").symlink_to(tmp_path / "nowhere.yaml")  # dangling, absolute
+    for version in ("v2\n", "v3\n"):  # two real rebuilds
+        (sources / "common/.env.example").write_text(version)
+        with caplog.at_level(logging.INFO, logger="cloudbuilder"):
+            result = assemble_tree(cfg, "docker", binary, sources=sources)
+        assert f"kept your {tree / '.env'} (a symlink to ../../secrets/orangescrum.env)" in caplog.text
+        assert "nowhere.yaml, which does not exist)" in caplog.text
+        assert not result.up_to_date
+        assert set(result.kept) == {".env", "docker-compose.override.yaml"}
+        assert (tree / ".env.example").read_text() == version
+        assert os.readlink(tree / ".env") == "../../secrets/orangescrum.env"
+        assert (tree / ".env").read_text() == "DB_PASSWORD=kept\n"
+        assert os.readlink(tree / "docker-compose.override.yaml") == str(tmp_path / "nowhere.yaml")
+    assert (secrets / "orangescrum.env").read_text() == "DB_PASSWORD=kept\n"  # the target is untouched
+
+
+def test_an_operator_path_that_cannot_be_kept_is_refused_before_anything_changes(tmp_path, sources, binary):
+    cfg = make_cfg(tmp_path)
+    tree = assemble_tree(cfg, "docker", binary, sources=sources).path
+    (tree / ".env").mkdir()
+    (tree / ".env/inside").write_text("operator data\n")
+    before = tree_snapshot(tree)
+    (sources / "common/.env.example").write_text("v2\n")
+    with pytest.raises(BuildError, match=r"\.env is neither a file nor a symlink.*nothing was changed: move it out"):
+        assemble_tree(cfg, "docker", binary, sources=sources)
+    assert tree_snapshot(tree) == before
+    assert [p.name for p in cfg.dist_dir.iterdir() if p.name.startswith(".tmp")] == []
 
 
 def test_a_template_error_leaves_the_previous_tree(tmp_path, sources, binary):
