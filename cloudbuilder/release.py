@@ -86,12 +86,13 @@ class ReleaseOptions:
     passphrase: str | None = field(default=None, repr=False)
     repo: bool = False
     replace: bool = False
+    new_repo: bool = False  # start the repository afresh: keep none of the packages it holds
 
     @classmethod
     def from_config(cls, cfg: BuildConfig, *, passphrase: str | None = None, repo: bool = False,
-                    replace: bool = False) -> "ReleaseOptions":
+                    replace: bool = False, new_repo: bool = False) -> "ReleaseOptions":
         return cls(sign_key=cfg.release.sign_key, gnupghome=cfg.release.gnupghome, passphrase=passphrase,
-                   repo=repo, replace=replace)
+                   repo=repo, replace=replace, new_repo=new_repo)
 
     def gpg(self) -> Gpg:
         return Gpg(homedir=self.gnupghome, key=self.sign_key, passphrase=self.passphrase)
@@ -393,6 +394,7 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
     plan = plan_release(cfg, opts)
     gpg = opts.gpg() if opts.sign_key else None
     fpr = gpg.signing_fingerprint() if gpg else None  # fail before any work
+    old_repo = _existing_repository(plan, opts, fpr) if plan.repo_dir is not None else None
     for tree in plan.trees:
         for rel in tree.not_released:
             why = "operator file" if rel in OPERATOR_FILES[tree.flavor] else "not written by assembly"
@@ -406,14 +408,13 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
             repo_result: repo_mod.PublishResult | None = None
             if plan.repo_dir is not None:
                 with step(f"Publishing {plan.version} into the repository {plan.repo_dir}"):
-                    old = plan.repo_dir if plan.repo_dir.is_dir() else None
                     inside = _inside(plan.repo_dir, plan.dest)
                     if inside is not None:
                         new = staging / inside
                     else:
                         new = outside_tmp = fresh_temp_dir(plan.repo_dir.parent, ".tmp-repo-")
                     repo_result = repo_mod.publish(
-                        new, old=old, epoch=plan.epoch, gpg=gpg, repo_url=plan.repo_url, replace=opts.replace,
+                        new, old=old_repo, epoch=plan.epoch, gpg=gpg, repo_url=plan.repo_url, replace=opts.replace,
                         debs=[dataclasses.replace(d, path=staging / d.path.name) for d in plan.debs],
                         rpms=[dataclasses.replace(r, path=staging / r.path.name) for r in plan.rpms],
                         default_arch=plan.default_arch)
@@ -437,6 +438,26 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
     for name in assets:
         logger.info("    %s", plan.dest / name)
     return ReleaseResult(plan.dest, tuple(assets), fpr, repo_result, plan.repo_dir)
+
+
+def _existing_repository(plan: ReleasePlan, opts: ReleaseOptions, fpr: str | None) -> repo_mod.Inventory:
+    """The packages of the repository that travel into the new one, verified against its own index.
+
+    With --new-repo none do (only the old place's date is kept, so apt never
+    sees the Release date go back).
+    """
+    assert plan.repo_dir is not None
+    if opts.new_repo:
+        held = sorted(p.name for pattern in ("apt/pool/**/*.deb", "rpm/**/*.rpm") for p in plan.repo_dir.glob(pattern))
+        if held:
+            logger.warning("    --new-repo: the repository %s starts afresh; not kept: %s", plan.repo_dir,
+                           ", ".join(held))
+        return repo_mod.Inventory(plan.repo_dir, (), signed=False)
+    with step(f"Verifying the repository {plan.repo_dir} against its own index"):
+        inventory = repo_mod.verify_repository(plan.repo_dir, gpg=opts.gpg(), want_fpr=fpr)
+        logger.info("    %d packages verify%s", len(inventory.packages),
+                    f" (signed by {fpr})" if inventory.signed else "")
+    return inventory
 
 
 def _write_assets(plan: ReleasePlan, out: Path, gpg: Gpg | None) -> list[str]:
@@ -556,9 +577,10 @@ def check_release(cfg: BuildConfig, opts: ReleaseOptions) -> CheckReport:
     repo_dir = cfg.release.repo_dir
     if repo_dir.is_dir():
         repo_signed = signed or repo_mod.was_signed(repo_dir)
-        apt_problems, n_debs = repo_mod.check_apt(repo_dir / "apt", gpg=gpg, signed=repo_signed, want_fpr=want)
-        dnf_problems, n_rpms = repo_mod.check_dnf(repo_dir / "rpm", gpg=gpg, signed=repo_signed, want_fpr=want)
-        problems += apt_problems + dnf_problems
+        apt = repo_mod.check_apt(repo_dir / "apt", gpg=gpg, signed=repo_signed, want_fpr=want)
+        dnf = repo_mod.check_dnf(repo_dir / "rpm", gpg=gpg, signed=repo_signed, want_fpr=want)
+        problems += apt.problems + dnf.problems
+        n_debs, n_rpms = apt.count, dnf.count
         for name, digest in sorted(sums.items()):
             if name.endswith(".deb"):
                 found = [p for p in (repo_dir / "apt" / "pool").rglob(name)]
