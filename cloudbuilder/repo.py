@@ -134,6 +134,13 @@ def read_rpm(path: Path) -> RpmInfo:
     return RpmInfo(path, *lines[:4])
 
 
+def rpm_is_signed(path: Path) -> bool:
+    """Does the .rpm carry an OpenPGP signature (of any key, valid or not)?"""
+    tags = "|".join(f"%{{{tag}:pgpsig}}" for tag in ("RSAHEADER", "DSAHEADER", "SIGPGP", "SIGGPG"))
+    done = run_tool(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", tags, str(path)],
+                    what=f"reading {path.name}", check=False)
+    return done.returncode == 0 and any(v.strip() not in ("", "(none)") for v in done.stdout.split("|"))
+
 
 # --------------------------------------------------------------------------
 # apt indexes

@@ -46,7 +46,9 @@ def release(c, version=None, app=None, sign=None, repo=False, replace=False, new
             report = check_release(cfg, opts)
             for line in report.checked:
                 logger.info("    ok: %s", line)
-            logger.info("%s verifies.", report.dest)
+            for line in report.warnings:
+                logger.warning("    warning: %s", line)
+            logger.info("%s verifies%s.", report.dest, "" if report.signed_by else " (integrity only: unsigned)")
             return
         result = make_release(cfg, opts)
     logger.info("Release %s is in %s%s.", cfg.version, result.dest,

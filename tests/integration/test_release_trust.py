@@ -1,8 +1,9 @@
-"""What `release --repo` trusts (issue 9, finding 3).
+"""What `release --repo` and `release --check` trust (issue 9, findings 3 and 10).
 
 Publishing re-signs every index of the repository, so it first verifies what the
 repository holds against the repository's own signed index and refuses a file no
-release published.  Real tools throughout: nfpm packages, gpg, rpmsign,
+release published.  `release --check` refuses a once-signed release whose
+signature is gone.  Real tools throughout: nfpm packages, gpg, rpmsign,
 createrepo_c.
 """
 
@@ -200,3 +201,46 @@ def test_an_unsigned_repository_consistent_with_its_index_is_extended(tmp_path, 
     result = published.release()
     assert result.repo is not None and len(result.repo.debs) == 2 and len(result.repo.rpms) == 2
     check_release(published.cfg, ReleaseOptions())
+
+
+# -- finding 10: a once-signed release whose signature was removed ---------------------------------
+
+
+def test_a_removed_signature_is_refused_by_check_without_sign(tmp_path, example_app, gnupg):
+    home, fpr = gnupg
+    cfg = prepare_project(tmp_path / "p", example_app, "4.1.0", **{"release.gnupghome": str(home)})
+    make_release(cfg, ReleaseOptions(sign_key=fpr, gnupghome=home, repo=True))
+    dest = cfg.dist_dir / "release"
+    assert f"Signed with the OpenPGP key `{fpr}`" in (dest / "RELEASE_NOTES.md").read_text()
+    (dest / SUMS_SIG).unlink()
+
+    with pytest.raises(VerificationError) as err:
+        check_release(cfg, ReleaseOptions(gnupghome=home))
+    message = str(err.value)
+    assert f"{SUMS_SIG} is missing, but the release was signed (RELEASE_NOTES.md says it was signed by {fpr}; " \
+           "orangescrum-4.1.0-1.x86_64.rpm carries an rpm signature; the repository" in message
+    assert "restore it from the published release" in message
+
+    # Rewriting the notes and SHA256SUMS to look unsigned does not hide the signed .rpm and repository.
+    notes = dest / "RELEASE_NOTES.md"
+    notes.write_text(re.sub(r"(?m)^(gpg --verify|Signed with).*\n", "", notes.read_text()))
+    sums, _ = parse_sums((dest / SUMS).read_text())
+    (dest / SUMS).write_text(format_sums({**sums, "RELEASE_NOTES.md": sha256_file(notes)}))
+    with pytest.raises(VerificationError, match=r"SHA256SUMS.asc is missing, but the release was signed "
+                                                r"\(orangescrum-4.1.0-1.x86_64.rpm carries an rpm signature; "
+                                                r"the repository .* is signed\)"):
+        check_release(cfg, ReleaseOptions(gnupghome=home))
+
+
+def test_an_unsigned_release_passes_check_as_integrity_only_and_sign_requires_signatures(tmp_path, example_app,
+                                                                                          gnupg):
+    home, fpr = gnupg
+    cfg = prepare_project(tmp_path / "p", example_app, "4.1.0", **{"release.gnupghome": str(home)})
+    make_release(cfg, ReleaseOptions(repo=True))
+    report = check_release(cfg, ReleaseOptions(gnupghome=home))
+    assert report.signed_by is None
+    assert any("not signed" in w and "--sign KEY" in w for w in report.warnings)
+    # Whoever can rewrite the whole directory can always make it look unsigned: the key, given
+    # from outside the directory, is what makes signatures required.
+    with pytest.raises(VerificationError, match=r"release: .*SHA256SUMS.asc is missing"):
+        check_release(cfg, ReleaseOptions(sign_key=fpr, gnupghome=home))
