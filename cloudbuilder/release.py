@@ -473,8 +473,11 @@ def _existing_repository(plan: ReleasePlan, opts: ReleaseOptions, fpr: str | Non
         return repo_mod.Inventory(plan.repo_dir, (), signed=False)
     with step(f"Verifying the repository {plan.repo_dir} against its own index"):
         inventory = repo_mod.verify_repository(plan.repo_dir, gpg=opts.gpg(), want_fpr=fpr)
-        logger.info("    %d packages verify%s", len(inventory.packages),
-                    f" (signed by {fpr})" if inventory.signed else "")
+        if not inventory.packages:
+            logger.info("    no packages yet: the first publication")
+        else:
+            logger.info("    %d packages verify%s", len(inventory.packages),
+                        f" (signed by {fpr})" if inventory.signed else " (unsigned: checksums only)")
     return inventory
 
 

@@ -10,9 +10,11 @@ Layout (``release.repo_dir``, default ``dist/release/repo``)::
     orangescrum-archive-keyring.gpg / .asc                      the public key (signed repos)
     orangescrum.sources, orangescrum.repo                       client snippets (with release.repo_url)
 
-Publishing is "add, then regenerate": the packages of the new release join the
-pool and the rpm directory next to the older ones, and every index is written
-afresh from what is there.  The apt indexes are generated here (a Packages
+Publishing is "verify, add, then regenerate": the repository already there
+must verify against its own (signed) index (``verify_repository``: a package no
+release published is refused, since re-signing the indexes would vouch for it);
+the packages of the new release join the verified older ones, and every index
+is written afresh from them.  The apt indexes are generated here (a Packages
 stanza is the package's control file plus its path, size and hashes); the dnf
 metadata comes from ``createrepo_c``.  Both are deterministic: dates come from
 SOURCE_DATE_EPOCH (never earlier than the repository's previous date, so apt
@@ -379,10 +381,10 @@ def verify_repository(root: Path, *, gpg: Gpg, want_fpr: str | None) -> Inventor
     dnf = check_dnf(root / "rpm", gpg=gpg, signed=signed, want_fpr=want_fpr)
     problems = apt.problems + dnf.problems
     if problems:
-        anchor = "its own signed index" if signed else "its own index (unsigned: checksums only)"
+        anchor = ("its own signed index (publishing re-signs every index, so it vouches for what the pool holds)"
+                  if signed else "its own index (unsigned: checksums only)")
         raise UntrustedRepositoryError(
-            f"the repository {root} does not verify against {anchor}; publishing would "
-            f"{'re-sign' if signed else 'index'} files no release published ({len(problems)} problems):\n  "
+            f"the repository {root} does not verify against {anchor} ({len(problems)} problems):\n  "
             + "\n  ".join(problems)
             + "\nRemove the files named (a package no index lists), or restore them from the published "
             f"repository, then release again; {_START_NEW}."

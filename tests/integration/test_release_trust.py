@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from cloudbuilder.release import SUMS, SUMS_SIG, ReleaseOptions, check_release, 
 from cloudbuilder.gpg import Gpg
 from cloudbuilder.repo import Inventory, check_apt, publish
 
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("nfpm", "gpg", "dpkg-deb", "rpm", "rpmsign", "rpmkeys", "createrepo_c")
 POOL = "apt/pool/main/o/orangescrum"
 
@@ -93,7 +95,7 @@ def test_a_tampered_pool_deb_is_not_re_signed(published):
     evil_deb, _ = published.other_packages("4.1.0")
     shutil.copyfile(evil_deb, pool_deb)  # a valid package, other bytes, same name
 
-    message = refused(published, r"does not verify against its own signed index")
+    message = refused(published, r"does not verify against its own signed index \(publishing re-signs")
     assert f"apt main/binary-amd64/Packages: {pool_deb}" in message
     assert "Remove the files named" in message and "--new-repo" in message
     # The repository check that `release --check` runs says so too.
@@ -244,3 +246,36 @@ def test_an_unsigned_release_passes_check_as_integrity_only_and_sign_requires_si
     # from outside the directory, is what makes signatures required.
     with pytest.raises(VerificationError, match=r"release: .*SHA256SUMS.asc is missing"):
         check_release(cfg, ReleaseOptions(sign_key=fpr, gnupghome=home))
+
+
+def test_cli_refuses_a_dropped_in_deb_and_a_removed_signature(tmp_path, example_app, gnupg):
+    """The commands of the findings, as a user types them (the default repository, dist/release/repo)."""
+    home, fpr = gnupg
+    project = tmp_path / "p"
+    cfg = prepare_project(project, example_app, "4.1.0")
+    (project / "invoke.yaml").write_text(
+        f"cloudbuilder:\n  app: app\n  binary: frankenphp\n  source_date_epoch: {EPOCH}\n"
+        f"  release:\n    gnupghome: {home}\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cloudbuilder", *args], cwd=project, capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    assert cli("release", "--sign", fpr, "--repo", "--version", "4.1.0").returncode == 0
+    prepare_project(project, example_app, "4.2.0")
+    evil = build_tiny_packages(tmp_path / "evil", "6.6.6", name="evil")[0]
+    dropped = cfg.dist_dir / "release/repo" / POOL / "evil.deb"
+    shutil.copyfile(evil, dropped)
+    done = cli("release", "--sign", fpr, "--repo", "--version", "4.2.0")
+    assert done.returncode == 6, done.stderr
+    assert f"{dropped} is not listed in any Packages index (no release published it): remove it" in done.stderr
+    assert "--new-repo" in done.stderr
+    dropped.unlink()
+    done = cli("release", "--sign", fpr, "--repo", "--version", "4.2.0")
+    assert done.returncode == 0, done.stderr
+    assert "2 packages verify (signed by" in done.stderr
+
+    (cfg.dist_dir / "release" / SUMS_SIG).unlink()
+    done = cli("release", "--check")
+    assert done.returncode == 6
+    assert f"{SUMS_SIG} is missing, but the release was signed" in done.stderr
