@@ -42,3 +42,11 @@ class VerificationError(CloudBuilderError):
     """`release --check` found a mismatch: a checksum, a signature or repository metadata."""
 
     exit_code = 6
+
+
+class UntrustedRepositoryError(VerificationError):
+    """`release --repo`: the existing repository does not verify against its own (signed) index.
+
+    Publishing re-signs every index: refusing here keeps a file nobody released
+    from being vouched for by the release key.
+    """

@@ -86,12 +86,13 @@ class ReleaseOptions:
     passphrase: str | None = field(default=None, repr=False)
     repo: bool = False
     replace: bool = False
+    new_repo: bool = False  # start the repository afresh: keep none of the packages it holds
 
     @classmethod
     def from_config(cls, cfg: BuildConfig, *, passphrase: str | None = None, repo: bool = False,
-                    replace: bool = False) -> "ReleaseOptions":
+                    replace: bool = False, new_repo: bool = False) -> "ReleaseOptions":
         return cls(sign_key=cfg.release.sign_key, gnupghome=cfg.release.gnupghome, passphrase=passphrase,
-                   repo=repo, replace=replace)
+                   repo=repo, replace=replace, new_repo=new_repo)
 
     def gpg(self) -> Gpg:
         return Gpg(homedir=self.gnupghome, key=self.sign_key, passphrase=self.passphrase)
@@ -306,8 +307,14 @@ def _size(n: int) -> str:
 
 
 def render_notes(*, version: str, section: str | None, changelog_name: str | None,
-                 assets: Sequence[tuple[str, int]], signed: bool, repo_url: str | None) -> str:
-    """RELEASE_NOTES.md: the changelog entry, the files, how to verify and install (pure)."""
+                 assets: Sequence[tuple[str, int]], signed: bool, repo_url: str | None,
+                 signed_by: str | None = None) -> str:
+    """RELEASE_NOTES.md: the changelog entry, the files, how to verify and install (pure).
+
+    A signed release names its key (``signed_by``) in a line ``recorded_signer``
+    reads back: the notes are listed in SHA256SUMS, so ``release --check`` knows
+    a signature is expected even when SHA256SUMS.asc has gone.
+    """
     out = [f"# OrangeScrum {version}", ""]
     if section and section.strip():
         out += [section.strip(), ""]
@@ -319,6 +326,8 @@ def render_notes(*, version: str, section: str | None, changelog_name: str | Non
     if signed:
         out += [f"gpg --verify {SUMS_SIG} {SUMS}   # with the OrangeScrum release key"]
     out += ["```", ""]
+    if signed_by:
+        out += [f"Signed with the OpenPGP key `{signed_by}` ({SUMS_SIG}, the .rpm and the package repository).", ""]
     if repo_url:
         key = repo_mod.KEYRING
         out += [
@@ -334,6 +343,16 @@ def render_notes(*, version: str, section: str | None, changelog_name: str | Non
             "```", "",
         ]
     return "\n".join(out)
+
+
+_SIGNER_LINE = re.compile(r"^Signed with the OpenPGP key `([0-9A-F]{40,64})`", re.M)
+_VERIFY_LINE = re.compile(r"^gpg --verify " + re.escape(SUMS_SIG) + " ", re.M)
+
+
+def recorded_signer(notes: str) -> tuple[bool, str | None]:
+    """(do the notes say the release was signed, by which fingerprint) -- the inverse of ``render_notes``."""
+    m = _SIGNER_LINE.search(notes)
+    return (m is not None or _VERIFY_LINE.search(notes) is not None), (m.group(1) if m else None)
 
 
 # --------------------------------------------------------------------------
@@ -393,6 +412,7 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
     plan = plan_release(cfg, opts)
     gpg = opts.gpg() if opts.sign_key else None
     fpr = gpg.signing_fingerprint() if gpg else None  # fail before any work
+    old_repo = _existing_repository(plan, opts, fpr) if plan.repo_dir is not None else None
     for tree in plan.trees:
         for rel in tree.not_released:
             why = "operator file" if rel in OPERATOR_FILES[tree.flavor] else "not written by assembly"
@@ -402,18 +422,17 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
     try:
         with _temp_dir_next_to(plan.dest, ".tmp-release-") as staging:
             with step(f"Writing the release {plan.version} in {plan.dest}"):
-                assets = _write_assets(plan, staging, gpg)
+                assets = _write_assets(plan, staging, gpg, fpr)
             repo_result: repo_mod.PublishResult | None = None
             if plan.repo_dir is not None:
                 with step(f"Publishing {plan.version} into the repository {plan.repo_dir}"):
-                    old = plan.repo_dir if plan.repo_dir.is_dir() else None
                     inside = _inside(plan.repo_dir, plan.dest)
                     if inside is not None:
                         new = staging / inside
                     else:
                         new = outside_tmp = fresh_temp_dir(plan.repo_dir.parent, ".tmp-repo-")
                     repo_result = repo_mod.publish(
-                        new, old=old, epoch=plan.epoch, gpg=gpg, repo_url=plan.repo_url, replace=opts.replace,
+                        new, old=old_repo, epoch=plan.epoch, gpg=gpg, repo_url=plan.repo_url, replace=opts.replace,
                         debs=[dataclasses.replace(d, path=staging / d.path.name) for d in plan.debs],
                         rpms=[dataclasses.replace(r, path=staging / r.path.name) for r in plan.rpms],
                         default_arch=plan.default_arch)
@@ -439,7 +458,30 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
     return ReleaseResult(plan.dest, tuple(assets), fpr, repo_result, plan.repo_dir)
 
 
-def _write_assets(plan: ReleasePlan, out: Path, gpg: Gpg | None) -> list[str]:
+def _existing_repository(plan: ReleasePlan, opts: ReleaseOptions, fpr: str | None) -> repo_mod.Inventory:
+    """The packages of the repository that travel into the new one, verified against its own index.
+
+    With --new-repo none do (only the old place's date is kept, so apt never
+    sees the Release date go back).
+    """
+    assert plan.repo_dir is not None
+    if opts.new_repo:
+        held = sorted(p.name for pattern in ("apt/pool/**/*.deb", "rpm/**/*.rpm") for p in plan.repo_dir.glob(pattern))
+        if held:
+            logger.warning("    --new-repo: the repository %s starts afresh; not kept: %s", plan.repo_dir,
+                           ", ".join(held))
+        return repo_mod.Inventory(plan.repo_dir, (), signed=False)
+    with step(f"Verifying the repository {plan.repo_dir} against its own index"):
+        inventory = repo_mod.verify_repository(plan.repo_dir, gpg=opts.gpg(), want_fpr=fpr)
+        if not inventory.packages:
+            logger.info("    no packages yet: the first publication")
+        else:
+            logger.info("    %d packages verify%s", len(inventory.packages),
+                        f" (signed by {fpr})" if inventory.signed else " (unsigned: checksums only)")
+    return inventory
+
+
+def _write_assets(plan: ReleasePlan, out: Path, gpg: Gpg | None, fpr: str | None) -> list[str]:
     """Tarballs, packages (the rpm signed), notes, SHA256SUMS(.asc) in ``out``; returns the file names."""
     names: list[str] = []
     for tree in plan.trees:
@@ -460,7 +502,7 @@ def _write_assets(plan: ReleasePlan, out: Path, gpg: Gpg | None) -> list[str]:
     notes = render_notes(version=plan.version, section=section,
                          changelog_name=plan.changelog.name if plan.changelog else None,
                          assets=[(n, (out / n).stat().st_size) for n in sorted(names)],
-                         signed=gpg is not None, repo_url=plan.repo_url)
+                         signed=gpg is not None, repo_url=plan.repo_url, signed_by=fpr)
     (out / NOTES).write_text(notes, encoding="utf-8")
     names.append(NOTES)
     sums = format_sums({n: sha256_file(out / n) for n in names})
@@ -485,6 +527,30 @@ class CheckReport:
     dest: Path
     checked: tuple[str, ...]  # one line per thing verified
     signed_by: str | None
+    warnings: tuple[str, ...] = ()  # what the check could not prove
+
+
+def signing_evidence(dest: Path, sums: dict[str, str], repo_dir: Path) -> tuple[list[str], str | None]:
+    """What says the release in ``dest`` was signed, and the fingerprint its notes record.
+
+    Any of these means a signature is expected, whatever ``--sign`` says:
+    the notes (listed in SHA256SUMS) say so, an .rpm carries a signature, the
+    repository is signed.  Whoever can edit the directory can remove all of
+    them together; only ``--sign KEY`` (or release.sign_key), from outside the
+    directory, makes a signature required then.
+    """
+    evidence: list[str] = []
+    recorded = None
+    notes = dest / NOTES
+    if NOTES in sums and notes.is_file():
+        said, recorded = recorded_signer(notes.read_text(encoding="utf-8", errors="replace"))
+        if said:
+            evidence.append(f"{NOTES} says it was signed" + (f" by {recorded}" if recorded else ""))
+    evidence += [f"{name} carries an rpm signature" for name in sorted(sums)
+                 if name.endswith(".rpm") and (dest / name).is_file() and repo_mod.rpm_is_signed(dest / name)]
+    if repo_dir.is_dir() and repo_mod.was_signed(repo_dir):
+        evidence.append(f"the repository {repo_dir} is signed")
+    return evidence, recorded
 
 
 def _rpm_signature_problems(gpg: Gpg, fpr: str, rpms: Sequence[Path]) -> list[str]:
@@ -543,8 +609,17 @@ def check_release(cfg: BuildConfig, opts: ReleaseOptions) -> CheckReport:
             problems.append(f"{SUMS} lists no {ext} package")
 
     signed_by = None
-    signed = (dest / SUMS_SIG).is_file() or want is not None
-    if signed:
+    warnings: list[str] = []
+    repo_dir = cfg.release.repo_dir
+    evidence, recorded = signing_evidence(dest, sums, repo_dir)
+    if want is None and recorded is not None:
+        want = recorded  # the key the notes name, not any key the keyring happens to hold
+    has_sig = (dest / SUMS_SIG).is_file()
+    signed = has_sig or want is not None or bool(evidence)
+    if signed and not has_sig and evidence:
+        problems.append(f"{SUMS_SIG} is missing, but the release was signed ({'; '.join(evidence)}): "
+                        "the signature was removed or not copied; restore it from the published release")
+    elif signed:
         signed_by = repo_mod.check_signature(gpg, dest / SUMS_SIG, dest / SUMS, "release", problems, want)
         if signed_by:
             checked.append(f"{SUMS_SIG}: good signature by {signed_by}")
@@ -553,12 +628,16 @@ def check_release(cfg: BuildConfig, opts: ReleaseOptions) -> CheckReport:
             if not rpm_problems:
                 checked.append("rpm signatures")
 
-    repo_dir = cfg.release.repo_dir
+    if not signed:
+        warnings.append("not signed, and nothing in the release or the repository says it was: the checksums "
+                        "show the files are intact, not who made them; pass --sign KEY (or set "
+                        "release.sign_key) to require the release key's signatures")
     if repo_dir.is_dir():
         repo_signed = signed or repo_mod.was_signed(repo_dir)
-        apt_problems, n_debs = repo_mod.check_apt(repo_dir / "apt", gpg=gpg, signed=repo_signed, want_fpr=want)
-        dnf_problems, n_rpms = repo_mod.check_dnf(repo_dir / "rpm", gpg=gpg, signed=repo_signed, want_fpr=want)
-        problems += apt_problems + dnf_problems
+        apt = repo_mod.check_apt(repo_dir / "apt", gpg=gpg, signed=repo_signed, want_fpr=want)
+        dnf = repo_mod.check_dnf(repo_dir / "rpm", gpg=gpg, signed=repo_signed, want_fpr=want)
+        problems += apt.problems + dnf.problems
+        n_debs, n_rpms = apt.count, dnf.count
         for name, digest in sorted(sums.items()):
             if name.endswith(".deb"):
                 found = [p for p in (repo_dir / "apt" / "pool").rglob(name)]
@@ -574,4 +653,4 @@ def check_release(cfg: BuildConfig, opts: ReleaseOptions) -> CheckReport:
                        + (", signatures" if repo_signed else ""))
     if problems:
         raise VerificationError(f"{dest} does not verify ({len(problems)} problems):\n  " + "\n  ".join(problems))
-    return CheckReport(dest, tuple(checked), signed_by)
+    return CheckReport(dest, tuple(checked), signed_by, tuple(warnings))

@@ -10,9 +10,11 @@ Layout (``release.repo_dir``, default ``dist/release/repo``)::
     orangescrum-archive-keyring.gpg / .asc                      the public key (signed repos)
     orangescrum.sources, orangescrum.repo                       client snippets (with release.repo_url)
 
-Publishing is "add, then regenerate": the packages of the new release join the
-pool and the rpm directory next to the older ones, and every index is written
-afresh from what is there.  The apt indexes are generated here (a Packages
+Publishing is "verify, add, then regenerate": the repository already there
+must verify against its own (signed) index (``verify_repository``: a package no
+release published is refused, since re-signing the indexes would vouch for it);
+the packages of the new release join the verified older ones, and every index
+is written afresh from them.  The apt indexes are generated here (a Packages
 stanza is the package's control file plus its path, size and hashes); the dnf
 metadata comes from ``createrepo_c``.  Both are deterministic: dates come from
 SOURCE_DATE_EPOCH (never earlier than the repository's previous date, so apt
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
-from .errors import BuildError
+from .errors import BuildError, UntrustedRepositoryError
 from .fsutil import sha256_file, write_atomic
 from .gpg import Gpg, run_tool
 
@@ -132,6 +134,14 @@ def read_rpm(path: Path) -> RpmInfo:
     if len(lines) < 4:
         raise BuildError(f"{path}: rpm could not read its header; rebuild the package")
     return RpmInfo(path, *lines[:4])
+
+
+def rpm_is_signed(path: Path) -> bool:
+    """Does the .rpm carry an OpenPGP signature (of any key, valid or not)?"""
+    tags = "|".join(f"%{{{tag}:pgpsig}}" for tag in ("RSAHEADER", "DSAHEADER", "SIGPGP", "SIGGPG"))
+    done = run_tool(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", tags, str(path)],
+                    what=f"reading {path.name}", check=False)
+    return done.returncode == 0 and any(v.strip() not in ("", "(none)") for v in done.stdout.split("|"))
 
 
 # --------------------------------------------------------------------------
@@ -300,27 +310,93 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def carry_over(old: Path, new: Path) -> None:
-    """Put the packages of repository ``old`` into ``new`` (hard links where possible).
+@dataclass(frozen=True)
+class Inventory:
+    """The packages of an existing repository that its own (signed) index vouches for."""
 
-    Only packages travel: every index is regenerated.  Other files an older
-    run wrote (snippets, keys) are written afresh too.
+    root: Path
+    packages: tuple[str, ...]  # paths inside root: apt/pool/..., rpm/...
+    signed: bool
+
+
+def carry_over(old: Inventory, new: Path) -> None:
+    """Put the verified packages of the repository ``old`` into ``new`` (hard links where possible).
+
+    Only the packages the previous index vouched for travel (``verify_repository``
+    made the list); every index is regenerated.  Other files an older run wrote
+    (snippets, keys) are written afresh too.
     """
-    for pattern in ("apt/pool/**/*.deb", "rpm/*.rpm"):
-        for src in sorted(old.glob(pattern)):
-            if src.is_file() and not src.is_symlink():
-                _link_or_copy(src, new / src.relative_to(old))
+    for rel in old.packages:
+        _link_or_copy(old.root / rel, new / rel)
 
 
 def was_signed(repo: Path) -> bool:
-    return (repo / "apt" / "dists" / SUITE / "InRelease").is_file() or (
-        repo / "rpm" / "repodata" / "repomd.xml.asc").is_file()
+    """Does anything in ``repo`` say it was published signed (a signature, or the published key)?"""
+    return any(p.is_file() for p in (
+        repo / "apt" / "dists" / SUITE / "InRelease", repo / "apt" / "dists" / SUITE / "Release.gpg",
+        repo / "rpm" / "repodata" / "repomd.xml.asc", repo / f"{KEYRING}.gpg", repo / f"{KEYRING}.asc"))
+
+
+def _has_apt(repo: Path) -> bool:
+    apt = repo / "apt"
+    return (apt / "dists").is_dir() or any((apt / "pool").rglob("*.deb"))
+
+
+def _has_dnf(repo: Path) -> bool:
+    rpm_dir = repo / "rpm"
+    return (rpm_dir / "repodata").is_dir() or any(rpm_dir.rglob("*.rpm"))
+
+
+_START_NEW = ("to start a new repository that holds only this release, deliberately, pass --new-repo "
+              "(the packages it holds now are not kept)")
+
+
+def verify_repository(root: Path, *, gpg: Gpg, want_fpr: str | None) -> Inventory:
+    """Check the repository ``root`` against its own index before publishing into it.
+
+    ``want_fpr`` is the key the release signs with (None: an unsigned release).
+    A signed repository must carry good signatures by that key, and the chain
+    InRelease/Release.gpg -> Release -> Packages -> pool file (apt) and
+    repomd.xml.asc -> repomd.xml -> primary -> rpm (dnf) must hold; every package
+    file must be listed by that index.  An unsigned repository can only be
+    checked for consistency (its indexes' checksums): it takes unsigned releases
+    only, since signing it would vouch for packages nothing vouched for before.
+    Raises ``UntrustedRepositoryError`` naming every file that does not verify.
+    """
+    if not root.is_dir() or not (_has_apt(root) or _has_dnf(root)):
+        return Inventory(root, (), signed=False)  # the first publication: nothing to verify
+    signed = was_signed(root)
+    if want_fpr is None and signed:
+        raise BuildError(
+            f"the repository {root} is signed, but this release is not: clients would reject it; "
+            "pass --sign KEY (or set release.sign_key)"
+        )
+    if want_fpr is not None and not signed:
+        raise UntrustedRepositoryError(
+            f"the repository {root} holds packages but is not signed (no InRelease, Release.gpg or "
+            "repomd.xml.asc): nothing vouches for what it holds, and signing its index now would. "
+            f"Restore the signatures from the published copy if it was signed; {_START_NEW}."
+        )
+    apt = check_apt(root / "apt", gpg=gpg, signed=signed, want_fpr=want_fpr)
+    dnf = check_dnf(root / "rpm", gpg=gpg, signed=signed, want_fpr=want_fpr)
+    problems = apt.problems + dnf.problems
+    if problems:
+        anchor = ("its own signed index (publishing re-signs every index, so it vouches for what the pool holds)"
+                  if signed else "its own index (unsigned: checksums only)")
+        raise UntrustedRepositoryError(
+            f"the repository {root} does not verify against {anchor} ({len(problems)} problems):\n  "
+            + "\n  ".join(problems)
+            + "\nRemove the files named (a package no index lists), or restore them from the published "
+            f"repository, then release again; {_START_NEW}."
+        )
+    packages = [f"apt/{rel}" for rel in apt.packages] + [f"rpm/{rel}" for rel in dnf.packages]
+    return Inventory(root, tuple(sorted(set(packages))), signed)
 
 
 def publish(
     new: Path,
     *,
-    old: Path | None,
+    old: Inventory | None,
     debs: Sequence[DebInfo],
     rpms: Sequence[RpmInfo],
     epoch: int,
@@ -329,15 +405,19 @@ def publish(
     replace: bool = False,
     default_arch: str = "amd64",
 ) -> PublishResult:
-    """Write into the empty directory ``new`` the repository ``old`` plus ``debs`` and ``rpms``."""
-    if old is not None and old.is_dir() and gpg is None and was_signed(old):
+    """Write into the empty directory ``new`` the verified packages of ``old`` plus ``debs`` and ``rpms``.
+
+    ``old`` comes from ``verify_repository`` (or is an empty inventory of the old
+    place, for --new-repo: its date is kept, its packages are not).
+    """
+    if old is not None and old.signed and gpg is None:
         raise BuildError(
-            f"the repository {old} is signed, but this release is not: clients would reject it; "
+            f"the repository {old.root} is signed, but this release is not: clients would reject it; "
             "pass --sign KEY (or set release.sign_key)"
         )
     new.mkdir(parents=True, exist_ok=True)
     os.chmod(new, 0o755)
-    if old is not None and old.is_dir():
+    if old is not None:
         carry_over(old, new)
     apt, rpm_dir = new / "apt", new / "rpm"
     apt.mkdir(exist_ok=True)
@@ -363,9 +443,9 @@ def publish(
         os.utime(dest, (epoch, epoch))  # createrepo_c records the file time
         added.append(rel)
 
-    previous_date = _release_date(old / "apt" / "dists" / SUITE / "Release") if old else None
+    previous_date = _release_date(old.root / "apt" / "dists" / SUITE / "Release") if old else None
     all_debs = write_apt_indexes(apt, epoch=epoch, previous_date=previous_date, gpg=gpg, default_arch=default_arch)
-    previous_rev = _repomd_revision(old / "rpm") if old else None
+    previous_rev = _repomd_revision(old.root / "rpm") if old else None
     all_rpms = write_dnf_metadata(rpm_dir, revision=max(epoch, previous_rev or 0), gpg=gpg)
 
     if gpg is not None:
@@ -424,13 +504,43 @@ def check_signature(gpg: Gpg, sig: Path, data: Path | None, what: str, problems:
     return result.fingerprint
 
 
-def check_apt(apt: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None) -> tuple[list[str], int]:
-    """Problems of an apt repository (Release hashes, Packages entries, signatures); and the .deb count."""
+@dataclass(frozen=True)
+class IndexCheck:
+    """What checking one side of a repository (apt or dnf) found."""
+
+    problems: list[str]
+    packages: tuple[str, ...]  # package files its index lists (paths inside apt/ or rpm/), sorted
+
+    @property
+    def count(self) -> int:
+        return len(self.packages)
+
+
+def _clean_relative(rel: str) -> bool:
+    """A path an index may name: relative, inside the repository, no ``..``, no empty parts."""
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and all(part not in ("", ".", "..") for part in parts)
+
+
+def _unlisted(base: Path, files: Iterable[Path], listed: set[str], what: str, index: str) -> list[str]:
+    """A problem for each package file under ``base`` that its index does not list (or that is a link)."""
+    problems = []
+    for path in sorted(files):
+        rel = path.relative_to(base).as_posix()
+        if path.is_symlink():
+            problems.append(f"{what}: {path} is a symbolic link; a published package is a regular file: remove it")
+        elif rel not in listed:
+            problems.append(f"{what}: {path} is not listed in {index} (no release published it): remove it")
+    return problems
+
+
+def check_apt(apt: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None) -> IndexCheck:
+    """Check an apt repository: Release hashes, Packages entries, pool files no index lists, signatures."""
     problems: list[str] = []
     dists = apt / "dists" / SUITE
     release = dists / "Release"
     if not release.is_file():
-        return [f"apt: {release} is missing"], 0
+        return IndexCheck([f"apt: {release} is missing"], ())
     text = release.read_text(encoding="utf-8")
     fields = parse_control(text)
     listed: dict[str, tuple[int, str]] = {}
@@ -442,19 +552,24 @@ def check_apt(apt: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None)
         problems.append(f"apt: {release} lists no index files")
     for name, (size, sha) in sorted(listed.items()):
         _check_file(dists / name, size, sha, "apt Release", problems)
-    count = 0
+    packages: set[str] = set()
     for name in sorted(n for n in listed if n.endswith("/Packages")):
         path = dists / name
         if not path.is_file():
             continue
         for stanza in parse_stanzas(path.read_text(encoding="utf-8")):
-            count += 1
             filename, sha = stanza.get("Filename"), stanza.get("SHA256")
             if not filename or not sha:
                 problems.append(f"apt {name}: entry {stanza.get('Package', '?')} lacks Filename or SHA256")
                 continue
+            if not _clean_relative(filename) or not filename.startswith("pool/"):
+                problems.append(f"apt {name}: entry {stanza.get('Package', '?')} names {filename!r}, not a file "
+                                "in pool/")
+                continue
+            packages.add(filename)
             size = int(stanza["Size"]) if stanza.get("Size", "").isdigit() else None
             _check_file(apt / filename, size, sha, f"apt {name}", problems)
+    problems += _unlisted(apt, (apt / "pool").rglob("*.deb"), packages, "apt", "any Packages index")
     if signed:
         check_signature(gpg, dists / "Release.gpg", release, "apt", problems, want_fpr)
         inrelease = dists / "InRelease"
@@ -462,17 +577,17 @@ def check_apt(apt: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None)
             inner = _clearsigned_text(inrelease.read_text(encoding="utf-8"))
             if inner is None or inner.rstrip("\n") != text.rstrip("\n"):
                 problems.append(f"apt: {inrelease} does not carry the same text as {release}")
-    return problems, count
+    return IndexCheck(problems, tuple(sorted(packages)))
 
 
-def check_dnf(rpm_dir: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None) -> tuple[list[str], int]:
-    """Problems of a dnf repository (repomd.xml checksums, primary's packages, signature); and the .rpm count."""
+def check_dnf(rpm_dir: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = None) -> IndexCheck:
+    """Check a dnf repository: repomd.xml checksums, primary's packages, rpm files it does not list, signature."""
     problems: list[str] = []
     repomd = rpm_dir / "repodata" / "repomd.xml"
     try:
         root = ET.parse(repomd).getroot()
     except (OSError, ET.ParseError) as exc:
-        return [f"dnf: {repomd} cannot be read ({exc.__class__.__name__})"], 0
+        return IndexCheck([f"dnf: {repomd} cannot be read ({exc.__class__.__name__})"], ())
     primary_href = None
     for data in root.findall("repo:data", _RPM_NS):
         loc = data.find("repo:location", _RPM_NS)
@@ -489,7 +604,7 @@ def check_dnf(rpm_dir: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = N
                     (checksum.text or "").strip(), "dnf repomd.xml", problems)
         if data.get("type") == "primary":
             primary_href = href
-    count = 0
+    packages: set[str] = set()
     if primary_href is None:
         problems.append(f"dnf: {repomd} names no primary metadata")
     elif (rpm_dir / primary_href).is_file():
@@ -499,15 +614,22 @@ def check_dnf(rpm_dir: Path, *, gpg: Gpg, signed: bool, want_fpr: str | None = N
             problems.append(f"dnf: {primary_href} cannot be read ({exc.__class__.__name__})")
             primary = None
         for pkg in primary.findall("common:package", _RPM_NS) if primary is not None else ():
-            count += 1
             loc = pkg.find("common:location", _RPM_NS)
             checksum = pkg.find("common:checksum", _RPM_NS)
             size = pkg.find("common:size", _RPM_NS)
             if loc is None or checksum is None:
                 problems.append(f"dnf {primary_href}: a package lacks its location or checksum")
                 continue
-            _check_file(rpm_dir / loc.get("href", ""), int(size.get("package")) if size is not None else None,
+            href = loc.get("href", "")
+            if not _clean_relative(href) or href.startswith("repodata/") or checksum.get("type") != "sha256":
+                problems.append(f"dnf {primary_href}: a package names {href!r} with a {checksum.get('type')} "
+                                "checksum (expected a .rpm in the repository, sha256)")
+                continue
+            packages.add(href)
+            _check_file(rpm_dir / href, int(size.get("package")) if size is not None else None,
                         (checksum.text or "").strip(), f"dnf {primary_href}", problems)
+    rpms = (p for p in rpm_dir.rglob("*.rpm") if "repodata" not in p.relative_to(rpm_dir).parts)
+    problems += _unlisted(rpm_dir, rpms, packages, "dnf", primary_href or "the primary metadata")
     if signed:
         check_signature(gpg, repomd.with_name("repomd.xml.asc"), repomd, "dnf", problems, want_fpr)
-    return problems, count
+    return IndexCheck(problems, tuple(sorted(packages)))

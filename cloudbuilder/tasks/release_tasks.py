@@ -22,27 +22,33 @@ PASSPHRASE_ENV = "GPG_PASSPHRASE"
     "repo": "also publish into the apt and dnf repository (release.repo_dir, default dist/release/repo); "
             "the versions already there are kept",
     "replace": "with --repo: overwrite a package that is already published with other content",
+    "new-repo": "with --repo: start the repository afresh with only this release, deliberately (the packages "
+                "it holds are dropped); for a repository that does not verify against its own index, was "
+                "unsigned, or was signed by another key",
     "check": "verify the existing dist/release/ (checksums, signatures, repository metadata) and report mismatches",
 })
-def release(c, version=None, app=None, sign=None, repo=False, replace=False, check=False):
+def release(c, version=None, app=None, sign=None, repo=False, replace=False, new_repo=False, check=False):
     """Write dist/release/: both trees as .tar.gz, the .deb and .rpm, SHA256SUMS, RELEASE_NOTES.md.
 
     Run it after `invoke build` and `invoke package.all` with the same settings.
     With --sign KEY: SHA256SUMS.asc and a signed .rpm (GnuPG home: release.gnupghome;
     a passphrase, if the key has one, from the environment variable GPG_PASSPHRASE).
-    With --repo: apt and dnf repositories that work from any static host.
+    With --repo: apt and dnf repositories that work from any static host; the repository
+    already there must verify against its own (signed) index first.
     """
     from ..release import ReleaseOptions, check_release, make_release
 
     with user_errors():
         cfg = load_config(c, version=version, app=app, **{"release.sign_key": sign})
         opts = ReleaseOptions.from_config(cfg, passphrase=os.environ.get(PASSPHRASE_ENV) or None,
-                                          repo=repo, replace=replace)
+                                          repo=repo, replace=replace, new_repo=new_repo)
         if check:
             report = check_release(cfg, opts)
             for line in report.checked:
                 logger.info("    ok: %s", line)
-            logger.info("%s verifies.", report.dest)
+            for line in report.warnings:
+                logger.warning("    warning: %s", line)
+            logger.info("%s verifies%s.", report.dest, "" if report.signed_by else " (integrity only: unsigned)")
             return
         result = make_release(cfg, opts)
     logger.info("Release %s is in %s%s.", cfg.version, result.dest,

@@ -19,6 +19,7 @@ from cloudbuilder.release import (
     changelog_section,
     format_sums,
     parse_sums,
+    recorded_signer,
     render_notes,
     tarball_name,
     tree_input,
@@ -133,6 +134,20 @@ def test_notes_name_files_checks_and_install_steps():
     assert "sha256sum -c SHA256SUMS" in notes and "gpg --verify SHA256SUMS.asc SHA256SUMS" in notes
     assert "https://pkg.example.com/os/orangescrum.sources" in notes
     assert "https://pkg.example.com/os/orangescrum.repo" in notes
+
+
+def test_signed_notes_record_the_key_and_check_reads_it_back():
+    fpr = "6312D08BA5B389CB5DB9DB2835A88997A1A1DA6F"
+    notes = render_notes(version="4.1.0", section=None, changelog_name=None, assets=[], signed=True,
+                         repo_url=None, signed_by=fpr)
+    assert f"Signed with the OpenPGP key `{fpr}`" in notes
+    assert recorded_signer(notes) == (True, fpr)
+    # Notes of a signed release written before the key was recorded still say it was signed.
+    legacy = render_notes(version="4.1.0", section=None, changelog_name=None, assets=[], signed=True, repo_url=None)
+    assert recorded_signer(legacy) == (True, None)
+    unsigned = render_notes(version="4.1.0", section=None, changelog_name=None, assets=[], signed=False,
+                            repo_url=None)
+    assert recorded_signer(unsigned) == (False, None)
 
 
 def test_notes_without_a_changelog_entry_say_so():
