@@ -344,7 +344,8 @@ def test_unattended_upgrade_to_a_changed_template_keeps_the_edit_and_restarts(ma
     assert machine.ok(f"cat {ENV_FILE}") == edited
     assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
     assert NEW_KEY in machine.ok(f"cat {ENV_TEMPLATE}")  # the new template is installed beside it
-    notice = [line for line in out.splitlines() if "the template of this version has settings it does not mention" in line]
+    notice = [line for line in out.splitlines() if "the template of this version has settings it does not mention"
+              in line]
     assert len(notice) == 1 and notice[0].split(":")[-1].split().count(NEW_KEY) == 1, out
     assert "=" not in notice[0] and "Xk3v9" not in out  # key names only, never a value
     assert f"validate-env: {ENV_FILE}: OK" in out
@@ -483,7 +484,8 @@ def test_rpm_upgrade_from_a_package_that_shipped_the_settings_as_config(machine,
     machine.ok(f"rm -f {ENV_FILE}.rpmsave")
     done = machine.run(f"rpm -i --nodeps /var/tmp/{packages['legacy']['rpm'].name} 2>&1")
     assert done.returncode == 0, done.stdout
-    assert "c" in machine.ok(f"rpm -q --qf '[%{{FILENAMES}} %{{FILEFLAGS:fflags}}\n]' orangescrum | grep '^{ENV_FILE} '")
+    flags = machine.ok(f"rpm -q --qf '[%{{FILENAMES}} %{{FILEFLAGS:fflags}}\n]' orangescrum | grep '^{ENV_FILE} '")
+    assert flags.split()[1] == "cn", flags  # %config(noreplace)
     machine.write(ENV_FILE, VALID_ENV + ADMIN_EDIT)
     edited = machine.ok(f"cat {ENV_FILE}")
     done = machine.run(f"</dev/null rpm -U --nodeps /var/tmp/{packages['4.0.1']['rpm'].name} 2>&1")
