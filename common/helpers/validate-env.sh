@@ -465,6 +465,16 @@ known() { # KEY: counts as defined (no "not set" noise)
 	esac
 }
 
+# A line refused as a whole still names its key, if it starts with one.
+known_from() { # LINE
+	ltrim "$1"
+	rtrim "${trimmed%%=*}"
+	case $trimmed in
+	'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) ;;
+	*) known "$trimmed" ;;
+	esac
+}
+
 # "KEY: RULE: READER would ..." for a line that has a valid key.
 refuse() { # LINE KEY TEXT
 	note error "line $1: $2: $3"
@@ -522,11 +532,13 @@ parse_line() { # LINE N
 	esac
 	if [ ${#line} -gt "$MAX_LINE" ]; then
 		note error "line $n: is longer than $MAX_LINE bytes"
+		known_from "$line"
 		return 0
 	fi
 	case $line in
 	*[$CTL]*)
 		note error "line $n: has a control character (only tab is allowed); the readers treat them differently"
+		known_from "$line"
 		return 0
 		;;
 	esac
@@ -539,10 +551,14 @@ parse_line() { # LINE N
 		esac
 		scan_utf8 "$line"
 		case $utf8 in
-		invalid) note error "line $n: is not valid UTF-8 (Latin-1?): systemd would refuse the whole file; save it as UTF-8"; return 0 ;;
-		control) note error "line $n: has a control character (U+0080-U+009F); the readers treat them differently"; return 0 ;;
-		nonchar) note error "line $n: has a Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0-U+FDEF...): systemd would refuse the whole file"; return 0 ;;
+		invalid) note error "line $n: is not valid UTF-8 (Latin-1?): systemd would refuse the whole file; save it as UTF-8" ;;
+		control) note error "line $n: has a control character (U+0080-U+009F); the readers treat them differently" ;;
+		nonchar) note error "line $n: has a Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0-U+FDEF...): systemd would refuse the whole file" ;;
 		esac
+		if [ "$utf8" != ok ]; then
+			known_from "$line"
+			return 0
+		fi
 	fi
 	ltrim "$line"
 	line=$trimmed
