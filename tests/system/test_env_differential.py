@@ -231,6 +231,9 @@ def test_accepted_files_read_the_same_everywhere(tmp_path, box):
     for name, (content, _) in zip(names, cases):
         (cases_dir / f"{name}.env").write_bytes(content)
     tokens = {name: token for name, (_, token) in zip(names, cases)}
+    # The shipped template (it fails validation only for its CHANGE_ME values)
+    # must be read alike too.
+    shutil.copyfile(ROOT / "common" / ".env.example", cases_dir / "example.env")
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         verdicts = dict(zip(names, pool.map(lambda n: validator_accepts(cases_dir / f"{n}.env"), names)))
@@ -238,8 +241,11 @@ def test_accepted_files_read_the_same_everywhere(tmp_path, box):
     for name in names:  # the validator never shows a value
         assert tokens[name] not in verdicts[name][1], name
 
-    by_systemd, journal = systemd_reads(box, cases_dir, names)
-    by_compose = compose_reads(tmp_path, accepted)
+    by_systemd, journal = systemd_reads(box, cases_dir, [*names, "example"])
+    by_compose = compose_reads(tmp_path, [*accepted, "example"])
+    example = dotenv_reads(cases_dir / "example.env")
+    assert example and "CHANGE_ME" in example["DB_PASSWORD"]
+    assert example == by_compose["example"] == by_systemd["example"]
 
     def show(value) -> str:
         text = repr(value)
