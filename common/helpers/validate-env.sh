@@ -17,20 +17,37 @@
 # invalid, one "hint: ..." line. It never prints a value, not even part of one:
 # these files hold passwords, and the output ends up in journals and CI logs.
 #
+# The format: the same file is read by systemd (EnvironmentFile=), by Docker
+# Compose (env_file:) and by python-dotenv (invoke --env-file). They disagree
+# about quotes, backslashes, comments, `$` and `export`, so this script accepts
+# only lines that all three read as the same KEY and the same value, and says
+# which reader would read a refused line differently:
+#   KEY=VALUE      KEY is [A-Za-z_][A-Za-z0-9_]*; blanks around '=' and at the
+#                  ends of the line are ignored; the value has no '\', no '$'
+#                  and no '#' after a blank
+#   KEY='VALUE'    anything but a quote; no '\' before '\' or the closing quote
+#   KEY="VALUE"    anything but '"', '\' and '$'; \" and \\ are the escapes
+#   # comment      on a line of its own, not ending with '\'
+# Each line is one setting (no continuation, no multi-line values), the file is
+# UTF-8 without control characters (tab allowed), and a key defined twice
+# takes its last value. docs/CONFIGURATION.md says why, rule by rule.
+#
 # Safety: the file is parsed here, line by line, as text. It is never sourced,
 # eval'ed or executed, so `X=$(cmd)` or backticks in it are just characters.
 # Values never reach the argument list of another program either (they would
-# show in `ps`): only the shell's builtins see them, and `tr` on a pipe.
+# show in `ps`): only the shell's builtins see them, and `tr` on a pipe;
+# --exec exports them from this shell and execs COMMAND.
 #
-# Speed: it runs at every service start, so the parse loop forks nothing.
-# Note for maintainers: dash's ${v#*x} and the removal of a long literal
-# (${v#"$long"}) cost time quadratic in the length; the common paths below
-# avoid them, and lines are capped at MAX_LINE bytes so no file can make the
-# rare paths slow.
-set -eu
+# Speed: it runs at every service start, so the parse loop forks nothing and
+# every step is linear in the line (dash's ${v#*x} and ${v#"$long"} cost time
+# quadratic in the length: they are used only on short strings, and lines are
+# capped at MAX_LINE bytes). Lists are walked with `for` over IFS-split words,
+# never by cutting a long string item by item.
+set -euf
 
-# Bytes, not characters: lengths, [a-z] and the rest mean the same in every
-# locale and every shell (dash, bash --posix, busybox sh).
+# The caller's locale goes to COMMAND (--exec); the checks run in bytes.
+lc_all_set=${LC_ALL+set}
+lc_all_value=${LC_ALL-}
 LC_ALL=C
 export LC_ALL
 
@@ -48,6 +65,45 @@ DOCS=docs/CONFIGURATION.md
 nl='
 '
 cr=$(printf '\r')
+ifs_default=$IFS
+
+# --- byte sets ------------------------------------------------------------------
+# UTF-8 is checked byte by byte with case patterns (no iconv in small images).
+# The sets are made once by printf (one fork); ':' separates them.
+# shellcheck disable=SC2059 # the format is the point: octal escapes
+sets=$(
+	f='\001\002\003\004\005\006\007\010\013\014\016\017\020\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037\177:'
+	f=$f'\200\201\202\203\204\205\206\207\210\211\212\213\214\215\216\217\220\221\222\223\224\225\226\227\230\231\232\233\234\235\236\237'
+	f=$f'\240\241\242\243\244\245\246\247\250\251\252\253\254\255\256\257\260\261\262\263\264\265\266\267\270\271\272\273\274\275\276\277:'
+	f=$f'\200\201\202\203\204\205\206\207\210\211\212\213\214\215\216\217\220\221\222\223\224\225\226\227\230\231\232\233\234\235\236\237:'
+	f=$f'\200\201\202\203\204\205\206\207\210\211\212\213\214\215\216\217:'
+	f=$f'\240\241\242\243\244\245\246\247\250\251\252\253\254\255\256\257\260\261\262\263\264\265\266\267\270\271\272\273\274\275\276\277:'
+	f=$f'\220\221\222\223\224\225\226\227\230\231\232\233\234\235\236\237\240\241\242\243\244\245\246\247\250\251\252\253\254\255\256\257'
+	f=$f'\260\261\262\263\264\265\266\267\270\271\272\273\274\275\276\277:'
+	f=$f'\302\303\304\305\306\307\310\311\312\313\314\315\316\317\320\321\322\323\324\325\326\327\330\331\332\333\334\335\336\337:'
+	f=$f'\341\342\343\344\345\346\347\350\351\352\353\354\356\357:\361\362\363:'
+	f=$f'\340:\355:\360:\364:\302:\341:\342:\343:'
+	f=$f'\220\221\222\223\224\225\226\227\230\231\232\233\234\235\236\237\240\241\242\243\244\245\246\247\250\251\252\253\254\255\256\257:'
+	f=$f'\217\237\257\277:\276\277:\200\201\202\203\204\205\206\207\210\211\212\250\251\257:'
+	f=$f'\267:\277:\200:\201:\232:\237:\240:\357\273\277:\357'
+	printf "$f"
+)
+load_sets() { # (a function: its set -- leaves the script's arguments alone)
+	IFS=:
+	# shellcheck disable=SC2086 # split on ':'
+	set -- $sets
+	IFS=$ifs_default
+	CTL=$1 U_C=$2 U_80_9F=$3 U_80_8F=$4 U_A0_BF=$5 U_90_BF=$6 U_L2=$7 U_L3=$8 U_L4=$9
+	shift 9
+	U_E0=$1 U_ED=$2 U_F0=$3 U_F4=$4 U_C2=$5 U_E1=$6 U_E2=$7 U_E3=$8
+	shift 8
+	U_NC3=$1 U_NC4=$2 U_BE_BF=$3 U_SP3=$4 U_B7=$5 U_BF=$6 U_80=$7 U_81=$8 U_9A=$9
+	shift 9
+	U_9F=$1 U_A0=$2 BOM=$3 U_EF=$4
+}
+load_sets
+# Every ASCII byte but NUL: IFS that leaves only the runs of non-ASCII bytes.
+ASCII="$CTL	$nl$cr"' !"#$%&()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqrstuvwxyz{|}~'"'"
 
 usage() {
 	cat <<'EOF'
@@ -62,6 +118,11 @@ Checks OrangeScrum's settings without running anything from the file and
 without printing any value. Prints one line per problem, then a summary.
   -q, --quiet   print nothing when the settings are valid (warnings still print)
 Exit status: 0 valid (warnings allowed), 1 invalid, 2 unreadable file or usage error.
+
+FILE holds KEY=VALUE lines that systemd, Docker Compose and python-dotenv read
+alike: KEY=VALUE (no '\', '$' or ' #' in VALUE), KEY='VALUE', KEY="VALUE"
+(\" and \\ only, no '$'), '#' comments on their own lines, UTF-8, no
+'export', no line continuation. See docs/CONFIGURATION.md.
 EOF
 }
 
@@ -85,7 +146,7 @@ while [ $# -gt 0 ]; do
 	--environ) environ=1 ;;
 	--exec)
 		# --exec FILE -- COMMAND [ARG...]: validate FILE, then run COMMAND with
-		# FILE's values added to the environment (set with env(1), never evaluated).
+		# FILE's values exported by this shell (never on a command line).
 		[ $# -ge 2 ] || usage_error '--exec needs FILE -- COMMAND'
 		file=$2 have_file=1 exec_mode=1
 		shift 2
@@ -115,33 +176,80 @@ fi
 [ -n "$file" ] || usage_error 'FILE is empty'
 
 # --- the report --------------------------------------------------------------
-# Problems are collected, not printed at once, because a key defined twice
-# counts only once (the last definition wins): redefining KEY drops the
-# messages about its earlier value. Each report line is "OWNER LEVEL: TEXT";
-# OWNER is the key the message is about, or "-" for messages about lines.
+# Printed as found: a value is checked only once it is known to be the last
+# definition of its key, so no message ever has to be taken back.
 
-report=
-note() { # OWNER LEVEL TEXT
-	report="$report$1 $2: $3$nl"
-}
-
-forget() { # KEY: drop the messages about KEY's previous value
-	kept='' rest=$report
-	while [ -n "$rest" ]; do
-		item=${rest%%"$nl"*}
-		rest=${rest#*"$nl"}
-		case $item in
-		"$1 "*) ;;
-		*) kept="$kept$item$nl" ;;
-		esac
-	done
-	report=$kept
+errors=0
+warnings=0
+note() { # LEVEL TEXT
+	case $1 in
+	error) errors=$((errors + 1)) ;;
+	*) warnings=$((warnings + 1)) ;;
+	esac
+	printf '%s: %s\n' "$1" "$2"
 }
 
 # --- small string helpers (no forks; results in $trimmed) --------------------
 
 ltrim() { trimmed=$1; trimmed=${trimmed#"${trimmed%%[![:blank:]]*}"}; }
 rtrim() { trimmed=$1; trimmed=${trimmed%"${trimmed##*[![:blank:]]}"}; }
+
+# Is there a byte >= 0x80? ([:print:] and [:cntrl:] cover ASCII in the C locale.)
+has_high() {
+	case $1 in *[![:print:][:cntrl:]]*) return 0 ;; esac
+	return 1
+}
+
+# scan_utf8 TEXT: checks the non-ASCII bytes of TEXT. Sets $utf8 to ok,
+# invalid (not UTF-8, an overlong form, a surrogate), control (U+0080-U+009F)
+# or nonchar (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF: systemd refuses them); $uspace
+# to 1 when TEXT has a Unicode space (U+00A0, U+1680, U+2000-U+200A, U+2028,
+# U+2029, U+202F, U+205F, U+3000), and $ncont to its number of continuation
+# bytes (characters = bytes - ncont). Only the runs of non-ASCII bytes are
+# walked: IFS=$ASCII splits TEXT into them in one linear step.
+scan_utf8() {
+	utf8=ok uspace=0 ncont=0
+	IFS=$ASCII
+	# shellcheck disable=SC2086 # split into the runs of non-ASCII bytes
+	set -- $1
+	IFS=$ifs_default
+	for run do
+		while [ -n "$run" ]; do
+			case $run in
+			[$U_L2][$U_C]*)
+				case $run in
+				"$U_C2"[$U_80_9F]*) utf8=control; return 0 ;;
+				"$U_C2$U_A0"*) uspace=1 ;;
+				esac
+				run=${run#??} ncont=$((ncont + 1))
+				;;
+			"$U_E0"[$U_A0_BF][$U_C]* | [$U_L3][$U_C][$U_C]* | "$U_ED"[$U_80_9F][$U_C]*)
+				case $run in
+				"$U_EF$U_B7"[$U_NC3]* | "$U_EF$U_BF"[$U_BE_BF]*) utf8=nonchar; return 0 ;;
+				"$U_E1$U_9A$U_80"* | "$U_E2$U_80"[$U_SP3]* | "$U_E2$U_81$U_9F"* | "$U_E3$U_80$U_80"*) uspace=1 ;;
+				esac
+				run=${run#???} ncont=$((ncont + 2))
+				;;
+			"$U_F0"[$U_90_BF][$U_C][$U_C]* | [$U_L4][$U_C][$U_C][$U_C]* | "$U_F4"[$U_80_8F][$U_C][$U_C]*)
+				case $run in
+				?[$U_NC4]"$U_BF"[$U_BE_BF]*) utf8=nonchar; return 0 ;;
+				esac
+				run=${run#????} ncont=$((ncont + 3))
+				;;
+			*) utf8=invalid; return 0 ;;
+			esac
+		done
+	done
+}
+
+# nchars VALUE: its length in characters (UTF-8), in $nchars.
+nchars() {
+	nchars=${#1}
+	if has_high "$1"; then
+		scan_utf8 "$1"
+		nchars=$((nchars - ncont))
+	fi
+}
 
 # --- the rules ---------------------------------------------------------------
 
@@ -173,19 +281,20 @@ is_denied() { # VALUE
 
 check_secret() { # KEY VALUE
 	if is_secret_placeholder "$2"; then
-		note "$1" error "$1: is still a placeholder from .env.example; set a real secret"
+		note error "$1: is still a placeholder from .env.example; set a real secret"
 		return 0
 	fi
 	if is_denied "$2"; then
-		note "$1" error "$1: is a well-known default password; generate one with: openssl rand -base64 24"
+		note error "$1: is a well-known default password; generate one with: openssl rand -base64 24"
 		return 0
 	fi
 	# A provider issues the SMTP password (Gmail app passwords are 16 lower
 	# case letters): a weak one is reported but must not stop the service.
 	level=error
 	[ "$1" != SMTP_PASSWORD ] || level=warning
-	if [ ${#2} -lt 12 ]; then
-		note "$1" "$level" "$1: must be at least 12 characters long"
+	nchars "$2"
+	if [ "$nchars" -lt 12 ]; then
+		note "$level" "$1: must be at least 12 characters long"
 		return 0
 	fi
 	classes=0
@@ -195,21 +304,22 @@ check_secret() { # KEY VALUE
 	case $2 in *[!A-Za-z0-9]*) classes=$((classes + 1)) ;; esac
 	# 24+ random characters are strong even from two classes: this lets the
 	# output of `openssl rand -hex 16` pass, which the 3-class rule would refuse.
-	if [ ${#2} -ge 24 ]; then need=2; else need=3; fi
+	if [ "$nchars" -ge 24 ]; then need=2; else need=3; fi
 	if [ "$classes" -lt "$need" ]; then
 		if [ "$need" = 3 ]; then
-			note "$1" "$level" "$1: must mix at least 3 of: lower case, upper case, digits, other characters (or be 24+ characters long)"
+			note "$level" "$1: must mix at least 3 of: lower case, upper case, digits, other characters (or be 24+ characters long)"
 		else
-			note "$1" "$level" "$1: must mix at least 2 of: lower case, upper case, digits, other characters"
+			note "$level" "$1: must mix at least 2 of: lower case, upper case, digits, other characters"
 		fi
 	fi
 }
 
 check_salt() { # VALUE
+	nchars "$1"
 	if is_secret_placeholder "$1" || is_denied "$1"; then
-		note SECURITY_SALT error 'SECURITY_SALT: is still a placeholder from .env.example; generate one with: openssl rand -hex 32'
-	elif [ ${#1} -lt 32 ]; then
-		note SECURITY_SALT error 'SECURITY_SALT: must be at least 32 characters long; generate one with: openssl rand -hex 32'
+		note error 'SECURITY_SALT: is still a placeholder from .env.example; generate one with: openssl rand -hex 32'
+	elif [ "$nchars" -lt 32 ]; then
+		note error 'SECURITY_SALT: must be at least 32 characters long; generate one with: openssl rand -hex 32'
 	fi
 }
 
@@ -218,23 +328,23 @@ check_port() { # KEY VALUE
 	tcp://* | udp://*)
 		# Kubernetes service links and legacy Docker links set <NAME>_PORT
 		# to an address; OrangeScrum would read that as its port.
-		note "$1" error "$1: must be a port number between 1 and 65535 (it holds a tcp:// address, as Kubernetes service links set; set $1 explicitly)"
+		note error "$1: must be a port number between 1 and 65535 (it holds a tcp:// address, as Kubernetes service links set; set $1 explicitly)"
 		return 0
 		;;
 	*[!0-9]*)
-		note "$1" error "$1: must be a port number between 1 and 65535"
+		note error "$1: must be a port number between 1 and 65535"
 		return 0
 		;;
 	esac
 	digits=${2#"${2%%[!0]*}"} # leading zeros would read as octal elsewhere
 	if [ -z "$digits" ] || [ ${#digits} -gt 5 ] || [ "$digits" -gt 65535 ]; then
-		note "$1" error "$1: must be a port number between 1 and 65535"
+		note error "$1: must be a port number between 1 and 65535"
 	fi
 }
 
 check_count() { # KEY VALUE: a non-negative integer (seconds, a database number)
 	case $2 in
-	*[!0-9]*) note "$1" error "$1: must be a whole number (0 or more)" ;;
+	*[!0-9]*) note error "$1: must be a whole number (0 or more)" ;;
 	esac
 }
 
@@ -254,14 +364,14 @@ check_url() { # VALUE
 	*[[:space:]]*) host= ;;
 	esac
 	if [ -z "$host" ]; then
-		note FULL_BASE_URL error 'FULL_BASE_URL: must start with http:// or https:// and name a host'
+		note error 'FULL_BASE_URL: must start with http:// or https:// and name a host'
 		return 0
 	fi
 	case $1 in
-	http://*) note FULL_BASE_URL warning 'FULL_BASE_URL: uses http://; serve OrangeScrum over https:// in production' ;;
+	http://*) note warning 'FULL_BASE_URL: uses http://; serve OrangeScrum over https:// in production' ;;
 	esac
 	case $rest in
-	*/) note FULL_BASE_URL warning "FULL_BASE_URL: ends with '/'; remove it, or generated links get a double slash" ;;
+	*/) note warning "FULL_BASE_URL: ends with '/'; remove it, or generated links get a double slash" ;;
 	esac
 }
 
@@ -272,23 +382,22 @@ check_email() { # VALUE
 	*) ok=0 ;;
 	esac
 	if [ "$ok" = 0 ]; then
-		note FROM_EMAIL error 'FROM_EMAIL: must look like an e-mail address (local@domain)'
+		note error 'FROM_EMAIL: must look like an e-mail address (local@domain)'
 	fi
 }
 
 smtp_host_set=0
 smtp_port_set=0
 
-# One KEY=VALUE after parsing (file mode) or from the environment (--environ).
+# One KEY=VALUE: the last definition in the file, or from the environment.
 check_pair() { # KEY VALUE
-	# Cross-key rule input; the last definition wins here too.
 	case $1 in
-	SMTP_HOST) if [ -n "$2" ]; then smtp_host_set=1; else smtp_host_set=0; fi ;;
-	SMTP_PORT) if [ -n "$2" ]; then smtp_port_set=1; else smtp_port_set=0; fi ;;
+	SMTP_HOST) if [ -n "$2" ]; then smtp_host_set=1; fi ;;
+	SMTP_PORT) if [ -n "$2" ]; then smtp_port_set=1; fi ;;
 	esac
 	if [ -z "$2" ]; then # empty means unset: only required keys care
 		case " $REQUIRED " in
-		*" $1 "*) note "$1" error "$1: is required but empty" ;;
+		*" $1 "*) note error "$1: is required but empty" ;;
 		esac
 		return 0
 	fi
@@ -297,7 +406,7 @@ check_pair() { # KEY VALUE
 	DB_PASSWORD | STORAGE_SECRET_KEY | REDIS_PASSWORD | SMTP_PASSWORD) check_secret "$1" "$2"; return 0 ;;
 	esac
 	if is_placeholder "$2"; then
-		note "$1" error "$1: is still a placeholder from .env.example; set a real value"
+		note error "$1: is still a placeholder from .env.example; set a real value"
 		return 0
 	fi
 	case $1 in
@@ -305,15 +414,15 @@ check_pair() { # KEY VALUE
 	FULL_BASE_URL) check_url "$2" ;;
 	DEBUG)
 		case $2 in
-		[Tt][Rr][Uu][Ee] | 1) note DEBUG warning 'DEBUG: is true; never run production with DEBUG enabled' ;;
+		[Tt][Rr][Uu][Ee] | 1) note warning 'DEBUG: is true; never run production with DEBUG enabled' ;;
 		[Ff][Aa][Ll][Ss][Ee] | 0) ;;
-		*) note DEBUG error 'DEBUG: must be true, false, 1 or 0' ;;
+		*) note error 'DEBUG: must be true, false, 1 or 0' ;;
 		esac
 		;;
 	STORAGE_PATH_STYLE)
 		case $2 in
 		[Tt][Rr][Uu][Ee] | [Ff][Aa][Ll][Ss][Ee]) ;;
-		*) note STORAGE_PATH_STYLE error 'STORAGE_PATH_STYLE: must be true or false' ;;
+		*) note error 'STORAGE_PATH_STYLE: must be true or false' ;;
 		esac
 		;;
 	FROM_EMAIL) check_email "$2" ;;
@@ -321,39 +430,61 @@ check_pair() { # KEY VALUE
 	esac
 }
 
-seen=' ' # the keys defined so far, space separated
-pairs=  # --exec: KEY=VALUE lines, in file order (values hold no newline)
-
-define() { # KEY VALUE LINE
-	[ "$exec_mode" = 0 ] || pairs="$pairs$1=$2$nl"
-	case $seen in
-	*" $1 "*)
-		note - warning "$1: defined again on line $3; the last definition wins"
-		forget "$1"
-		;;
+# Keys the env file must not set. The units set TMPDIR to their private cache
+# (EnvironmentFile= would override it); bash, when it is /bin/sh, has these
+# read-only variables, which --exec could not export.
+reserved_reason() { # KEY: sets $why, or returns 1
+	case $1 in
+	TMPDIR) why='the units set it to their private cache directory (where the binary extracts the application); the env file would override it' ;;
+	UID | EUID | PPID | SHELLOPTS | BASHOPTS | BASH_VERSINFO) why='the shell sets it (read-only in bash)' ;;
+	*) return 1 ;;
 	esac
-	seen="$seen$1 "
-	check_pair "$1" "$2"
 }
 
-# --- parsing one line --------------------------------------------------------
+# --- parsing -----------------------------------------------------------------
 
-# The text after a closing quote may only be blanks, or blanks then a comment.
-tail_ok() { # TEXT
-	case $1 in
-	*[![:blank:]]*) ;;
-	*) return 0 ;;
+# The definitions, "LINE KEY=VALUE" lines in file order (values hold no
+# newline). Appending to one long string would copy it for every line
+# (quadratic); new items gather in short buffers that are moved on when full.
+pairs='' pairs_mid='' pairs_new=''
+present=' ' # the required keys that are defined (or named on a refused line)
+
+define() { # KEY VALUE LINE
+	pairs_new="$pairs_new$3 $1=$2$nl"
+	if [ ${#pairs_new} -ge 4096 ]; then
+		pairs_mid=$pairs_mid$pairs_new pairs_new=''
+		if [ ${#pairs_mid} -ge 131072 ]; then
+			pairs=$pairs$pairs_mid pairs_mid=''
+		fi
+	fi
+}
+
+known() { # KEY: counts as defined (no "not set" noise)
+	case " $REQUIRED " in
+	*" $1 "*) present="$present$1 " ;;
 	esac
-	case $1 in
-	[[:blank:]]*) ltrim "$1"; case $trimmed in '#'*) return 0 ;; esac ;;
+}
+
+# A line refused as a whole still names its key, if it starts with one.
+known_from() { # LINE
+	ltrim "$1"
+	rtrim "${trimmed%%=*}"
+	case $trimmed in
+	'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) ;;
+	*) known "$trimmed" ;;
 	esac
-	return 1
+}
+
+# "KEY: RULE: READER would ..." for a line that has a valid key.
+refuse() { # LINE KEY TEXT
+	note error "line $1: $2: $3"
+	known "$2"
 }
 
 # Split "$s" (the text after an opening quote $1) at its first $1: the value
 # goes to $value, the rest to $tail. Usually the value's closing quote is the
 # last quote of the line, found in linear time; otherwise (a quote in the
-# comment) the slower shortest-prefix removal is bounded by MAX_LINE.
+# rest) the slower shortest-prefix removal is bounded by MAX_LINE.
 split_at_quote() { # QUOTE
 	value=${s%%"$1"*}
 	tail=${s##*"$1"}
@@ -363,8 +494,8 @@ split_at_quote() { # QUOTE
 	esac
 }
 
-# "double quoted": \" and \\ are escapes; any other backslash is kept as is.
-# Sets $value and $tail; returns 1 when the closing quote is missing.
+# "double quoted": \" and \\ are the only escapes. Sets $value and $tail and
+# returns 0; returns 1 when the closing quote is missing, 2 on another '\'.
 parse_double() {
 	case $s in
 	*\\*) ;;
@@ -384,88 +515,212 @@ parse_double() {
 		\"*) tail=${s#?}; return 0 ;;
 		\\\"*) value=$value\"; s=${s#??} ;;
 		\\\\*) value=$value\\; s=${s#??} ;;
-		*) value=$value\\; s=${s#?} ;;
+		\\) return 1 ;;
+		*) return 2 ;;
 		esac
 	done
+}
+
+# One line of the file: defines its key, or reports why it is refused.
+parse_line() { # LINE N
+	line=$1 n=$2
+	case $line in
+	*"$cr"*)
+		note error "line $n: has a carriage return (Windows line ending); convert the file with: dos2unix $shown"
+		line=${line%"$cr"}
+		;;
+	esac
+	if [ ${#line} -gt "$MAX_LINE" ]; then
+		note error "line $n: is longer than $MAX_LINE bytes"
+		known_from "$line"
+		return 0
+	fi
+	case $line in
+	*[$CTL]*)
+		note error "line $n: has a control character (only tab is allowed); the readers treat them differently"
+		known_from "$line"
+		return 0
+		;;
+	esac
+	if has_high "$line"; then
+		case $line in
+		"$BOM"*)
+			note error "line $n: starts with a byte order mark (BOM): systemd would read it as part of the key and ignore the line; save the file as UTF-8 without BOM"
+			return 0
+			;;
+		esac
+		scan_utf8 "$line"
+		case $utf8 in
+		invalid) note error "line $n: is not valid UTF-8 (Latin-1?): systemd would refuse the whole file; save it as UTF-8" ;;
+		control) note error "line $n: has a control character (U+0080-U+009F); the readers treat them differently" ;;
+		nonchar) note error "line $n: has a Unicode noncharacter (U+FFFE, U+FFFF, U+FDD0-U+FDEF...): systemd would refuse the whole file" ;;
+		esac
+		if [ "$utf8" != ok ]; then
+			known_from "$line"
+			return 0
+		fi
+	fi
+	ltrim "$line"
+	line=$trimmed
+	case $line in
+	'') return 0 ;;
+	'#'*)
+		case $line in
+		*\\)
+			note error "line $n: comment ends with '\\': systemd (before 254) would take the next line as part of the comment"
+			;;
+		esac
+		return 0
+		;;
+	';'*)
+		note error "line $n: starts with ';': systemd reads it as a comment, Docker Compose refuses the file; use '#'"
+		return 0
+		;;
+	export[[:blank:]]*)
+		ltrim "${line#export}"
+		key=${trimmed%%[=[:blank:]]*}
+		case $key in
+		'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) key= ;;
+		esac
+		note error "line $n: starts with 'export': systemd ignores the line and logs it, value included, to the journal; remove 'export '"
+		[ -z "$key" ] || known "$key"
+		return 0
+		;;
+	esac
+	case $line in
+	*=*) ;;
+	*) note error "line $n: no '=' found (expected KEY=VALUE)"; return 0 ;;
+	esac
+	rtrim "${line%%=*}"
+	key=$trimmed
+	case $key in
+	'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*)
+		note error "line $n: invalid key name (expected [A-Za-z_][A-Za-z0-9_]* before '=')"
+		return 0
+		;;
+	esac
+	if reserved_reason "$key"; then
+		refuse "$n" "$key" "is reserved: $why; remove the line"
+		return 0
+	fi
+	raw=${line#*=}
+	ltrim "$raw"
+	case $trimmed in
+	\"*)
+		s=${trimmed#?}
+		rc=0
+		parse_double || rc=$?
+		case $rc in
+		1) refuse "$n" "$key" 'unterminated double quote (a value cannot span lines)'; return 0 ;;
+		2) refuse "$n" "$key" "'\\' in double quotes before a character other than '\"' or '\\': systemd, Docker Compose and python-dotenv read such escapes differently; use single quotes"; return 0 ;;
+		esac
+		case $value in
+		*\$*) refuse "$n" "$key" "'\$' in double quotes: Docker Compose would substitute a variable; use single quotes"; return 0 ;;
+		esac
+		;;
+	\'*)
+		s=${trimmed#?}
+		case $s in
+		*\'*) split_at_quote "'" ;;
+		*) refuse "$n" "$key" 'unterminated single quote (a value cannot span lines)'; return 0 ;;
+		esac
+		case $value in
+		*\\ | *\\\\*) refuse "$n" "$key" "'\\' before '\\' or the closing quote in single quotes: python-dotenv and Docker Compose read it as an escape, systemd does not"; return 0 ;;
+		esac
+		;;
+	*)
+		case $raw in
+		*[[:blank:]]\#*) refuse "$n" "$key" "inline comment (' #'): systemd would keep it in the value; put the comment on a line of its own"; return 0 ;;
+		esac
+		case $trimmed in
+		*\\*) refuse "$n" "$key" "'\\' in an unquoted value: systemd drops it (and a trailing one joins the next line to this one); use single quotes"; return 0 ;;
+		*\$*) refuse "$n" "$key" "'\$' in an unquoted value: Docker Compose would substitute a variable; use single quotes"; return 0 ;;
+		esac
+		rtrim "$trimmed"
+		value=$trimmed
+		if has_high "$value"; then
+			scan_utf8 "$value"
+			if [ "$uspace" = 1 ]; then
+				refuse "$n" "$key" 'Unicode space (U+00A0, U+2000...) in an unquoted value: Docker Compose and python-dotenv trim it, systemd does not; quote the value'
+				return 0
+			fi
+		fi
+		tail=
+		;;
+	esac
+	case $tail in
+	*[![:blank:]]*)
+		ltrim "$tail"
+		case $trimmed in
+		'#'*) refuse "$n" "$key" 'comment after the closing quote: systemd would append it to the value; put the comment on a line of its own' ;;
+		*) refuse "$n" "$key" 'text after the closing quote: systemd would append it to the value, Docker Compose would read it as another line' ;;
+		esac
+		return 0
+		;;
+	esac
+	define "$key" "$value" "$n"
 }
 
 parse_file() {
 	n=0
 	while IFS= read -r line || [ -n "$line" ]; do
 		n=$((n + 1))
-		case $line in
-		*"$cr"*)
-			note - error "line $n: has a carriage return (Windows line ending); convert the file with: dos2unix $shown"
-			line=${line%"$cr"}
-			;;
-		esac
-		if [ ${#line} -gt "$MAX_LINE" ]; then
-			note - error "line $n: is longer than $MAX_LINE characters"
-			continue
-		fi
-		ltrim "$line"
-		line=$trimmed
-		case $line in
-		'' | '#'*) continue ;;
-		export[[:blank:]]*) ltrim "${line#export}"; line=$trimmed ;;
-		esac
-		case $line in
-		*=*) ;;
-		*) note - error "line $n: no '=' found (expected KEY=VALUE)"; continue ;;
-		esac
-		key=${line%%=*}
-		case $key in
-		'' | [!A-Za-z_]* | *[!A-Za-z0-9_]*)
-			note - error "line $n: invalid key name (expected [A-Za-z_][A-Za-z0-9_]* directly before '=')"
-			continue
-			;;
-		esac
-		raw=${line#"$key"=}
-		ltrim "$raw"
-		case $trimmed in
-		\"* | \'*)
-			s=${trimmed#?}
-			ok=0
-			case $trimmed in
-			\"*)
-				what=double
-				if parse_double; then ok=1; fi
-				;;
-			*)
-				what=single
-				case $s in *\'*) split_at_quote "'"; ok=1 ;; esac
-				;;
-			esac
-			# Malformed lines are named by number only: their text may
-			# be a secret. The key counts as defined (not also "missing").
-			if [ "$ok" = 0 ]; then
-				note - error "line $n: unterminated $what quote"
-				seen="$seen$key "
-				continue
-			fi
-			if ! tail_ok "$tail"; then
-				note - error "line $n: unexpected text after the closing quote (only a ' #' comment may follow)"
-				seen="$seen$key "
-				continue
-			fi
-			;;
-		*)
-			# Unquoted: a comment starts at a '#' preceded by a blank.
-			value=${raw%%[[:blank:]]#*}
-			ltrim "$value"
-			rtrim "$trimmed"
-			value=$trimmed
-			;;
-		esac
-		define "$key" "$value" "$n"
+		parse_line "$line" "$n"
 	done <"$file"
+}
+
+# Which definitions win: "LINE w" for the last definition of each key,
+# "LINE d KEY" for each one after the first, ordered by line. Only keys and
+# line numbers go through the pipes, never a value.
+rank_definitions() {
+	for pair in $pairs; do
+		key=${pair#* }
+		printf '%s %s\n' "${key%%=*}" "${pair%% *}"
+	done | sort -k1,1 -k2,2n | {
+		prev='' last=''
+		while IFS=' ' read -r key n; do
+			if [ "$key" = "$prev" ]; then
+				printf '%s d %s\n' "$n" "$key"
+			elif [ -n "$prev" ]; then
+				printf '%s w\n' "$last"
+			fi
+			prev=$key last=$n
+		done
+		[ -z "$prev" ] || printf '%s w\n' "$last"
+	} | sort -n
+}
+
+# Check the last value of each key, in file order, and name each redefinition.
+check_definitions() {
+	pairs=$pairs$pairs_mid$pairs_new pairs_mid='' pairs_new=''
+	IFS=$nl
+	ranks=$(rank_definitions)
+	# shellcheck disable=SC2086 # one rank per word, ascending like $pairs
+	set -- $ranks
+	for pair in $pairs; do
+		IFS=$ifs_default
+		n=${pair%% *}
+		pair=${pair#* }
+		key=${pair%%=*}
+		if [ "$1" = "$n d $key" ]; then
+			note warning "$key: defined again on line $n; the last definition wins"
+			shift
+		fi
+		if [ "$1" = "$n w" ]; then
+			shift
+			known "$key"
+			check_pair "$key" "${pair#*=}"
+		fi
+	done
+	IFS=$ifs_default
 }
 
 parse_environ() {
 	for key in $KNOWN; do
 		# printenv fails for an unset variable; set-but-empty is checked.
 		if value=$(printenv "$key"); then
-			define "$key" "$value" 0
+			known "$key"
+			check_pair "$key" "$value"
 		fi
 	done
 }
@@ -496,38 +751,23 @@ else
 		exit 1
 	fi
 	parse_file
+	check_definitions
 fi
 
 for key in $REQUIRED; do
-	case $seen in
+	case $present in
 	*" $key "*) ;;
-	*) note "$key" error "$key: is required but not set" ;;
+	*) note error "$key: is required but not set" ;;
 	esac
 done
 if [ "$smtp_host_set" = 1 ] && [ "$smtp_port_set" = 0 ]; then
-	note SMTP_PORT error 'SMTP_PORT: must be set when SMTP_HOST is set'
+	note error 'SMTP_PORT: must be set when SMTP_HOST is set'
 fi
-
-errors=0
-warnings=0
-out=
-rest=$report
-while [ -n "$rest" ]; do
-	item=${rest%%"$nl"*}
-	rest=${rest#*"$nl"}
-	item=${item#* } # drop the owner
-	case $item in
-	error:*) errors=$((errors + 1)) ;;
-	warning:*) warnings=$((warnings + 1)) ;;
-	esac
-	out="$out$item$nl"
-done
 
 plural() { # COUNT WORD
 	if [ "$1" = 1 ]; then printf '1 %s' "$2"; else printf '%s %ss' "$1" "$2"; fi
 }
 
-printf '%s' "$out"
 if [ "$errors" -gt 0 ]; then
 	printf 'validate-env: %s: %s, %s\n' "$shown" "$(plural "$errors" error)" "$(plural "$warnings" warning)"
 	if [ "$environ" = 1 ]; then
@@ -545,20 +785,20 @@ if [ "$quiet" = 0 ]; then
 	fi
 fi
 if [ "$exec_mode" = 1 ]; then
-	# "$@" is COMMAND [ARG...]: append the pairs, then rotate the command to
-	# the end, giving: env KEY=VALUE... COMMAND ARG... (later keys win).
-	ncmd=$#
-	rest=$pairs
-	while [ -n "$rest" ]; do
-		set -- "$@" "${rest%%"$nl"*}"
-		rest=${rest#*"$nl"}
-	done
-	i=0
-	while [ "$i" -lt "$ncmd" ]; do
-		set -- "$@" "$1"
+	# "$@" is COMMAND [ARG...]. The values are exported by this shell, in file
+	# order (the last definition wins), and never appear on a command line:
+	# /proc/PID/cmdline is readable by every local user. They go into the
+	# arguments first, before "--": a loop over a named variable would
+	# clobber a key of the same name.
+	if [ "$lc_all_set" = set ]; then LC_ALL=$lc_all_value; else unset LC_ALL; fi
+	IFS=$nl
+	# shellcheck disable=SC2086 # one "LINE KEY=VALUE" per word
+	set -- $pairs -- "$@"
+	while [ "$1" != -- ]; do
+		export "${1#* }"
 		shift
-		i=$((i + 1))
 	done
-	exec env "$@"
+	shift
+	exec "$@"
 fi
 exit 0

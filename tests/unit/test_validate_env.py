@@ -394,7 +394,7 @@ def test_rule(tmp_path, set_, drop, code, expect, warn, secret):
 # Parsing: the case's lines go first (so line numbers are known), then GOOD minus
 # the keys the case defines.
 
-KEY_OF_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+KEY_OF_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
 def pcase(id_, lines, code, expect=(), warn=(), secret=None, absent=()):
@@ -403,15 +403,32 @@ def pcase(id_, lines, code, expect=(), warn=(), secret=None, absent=()):
 
 NOEQ = "error: line {}: no '=' found (expected KEY=VALUE)"
 BADKEY = "error: line {}: invalid key name"
-UNTERM_D = "error: line {}: unterminated double quote"
-UNTERM_S = "error: line {}: unterminated single quote"
-AFTER = "error: line {}: unexpected text after the closing quote"
 PORT = "error: DB_PORT: must be a port number between 1 and 65535"
+
+
+def refused(n: int, key: str, rule: str) -> str:
+    return f"error: line {n}: {key}: {rule}"
+
+
+EXPORT = "error: line {}: starts with 'export': systemd ignores the line and logs it, value included, to the journal"
+INLINE = "inline comment (' #'): systemd would keep it in the value"
+AFTER_COMMENT = "comment after the closing quote: systemd would append it to the value"
+AFTER_TEXT = "text after the closing quote: systemd would append it to the value"
+UNQ_BACKSLASH = "'\\' in an unquoted value: systemd drops it"
+DQ_BACKSLASH = "'\\' in double quotes before a character other than"
+SQ_BACKSLASH = "'\\' before '\\' or the closing quote in single quotes"
+UNQ_DOLLAR = "'$' in an unquoted value: Docker Compose would substitute a variable"
+DQ_DOLLAR = "'$' in double quotes: Docker Compose would substitute a variable"
+UNTERM_D = "unterminated double quote"
+UNTERM_S = "unterminated single quote"
 
 PARSE_CASES = [
     pcase("blank-and-comments", ["", "   ", "\t", "# a comment", "   # indented", "\t# tab", "#DB_PORT=abc"], 0),
-    pcase("export", ["export DB_PORT=5432", "export\tDB_NAME=orangescrum"], 0),
-    pcase("export-value-is-checked", ["export DB_PORT=abc"], 1, [PORT]),
+    # export: systemd ignores the line and logs it with the value (finding 2)
+    pcase("export", ["export DB_PORT=5432"], 1, [EXPORT.format(1)], absent=["DB_PORT: is required"]),
+    pcase("export-tab", ["export\tDB_NAME=orangescrum"], 1, [EXPORT.format(1)], absent=["DB_NAME: is required"]),
+    pcase("export-secret-never-shown", ["export DB_PASSWORD=Zq9!abcdefghij"], 1, [EXPORT.format(1)],
+          secret="Zq9!abcdefghij", absent=["DB_PASSWORD: is required"]),
     pcase("export-alone", ["export"], 1, [NOEQ.format(1)]),
     pcase("exportKEY-is-a-key", ["exportDB=1"], 0),
     pcase("double-quoted", ['DB_PORT="5432"'], 0),
@@ -421,45 +438,91 @@ PARSE_CASES = [
     pcase("double-quoted-escape-counts-once", [r'DB_PASSWORD="Zq9!abcde\\\\"'], 1,
           ["error: DB_PASSWORD: must be at least 12 characters long"], secret="Zq9!abcde"),
     pcase("double-quoted-hash", ['DB_PASSWORD="Zq9!ab #cdefgh"'], 0),
-    pcase("double-quoted-comment", ['DB_PORT="5432" # the port', 'DB_NAME="orangescrum"\t#x'], 0),
-    pcase("double-quoted-comment-with-quote", ['DB_PORT="5432" # the "port"'], 0),
+    pcase("double-quoted-single-quote", ['SMTP_USERNAME="o\'brien"'], 0),
     pcase("double-quoted-trailing-ws", ['DB_PORT="5432"   \t'], 0),
-    pcase("double-quoted-other-backslash-kept", [r'DB_PASSWORD="Zq9!\nabcdefgh"'], 0),
+    # \$ is "$" to systemd and Compose, "\$" to python-dotenv: 12 characters or 11 (finding 2)
+    pcase("double-quoted-escaped-dollar", [r'DB_PASSWORD="Abcdefgh12\$"'], 1,
+          [refused(1, "DB_PASSWORD", DQ_BACKSLASH)], secret="Abcdefgh12"),
+    pcase("double-quoted-backslash-n", [r'DB_PASSWORD="Zq9!\nabcdefgh"'], 1, [refused(1, "DB_PASSWORD", DQ_BACKSLASH)],
+          secret="abcdefgh"),
+    pcase("double-quoted-dollar", ['QUEUE_URL="redis://:${REDIS_PASSWORD}@redis:6379/1"'], 1,
+          [refused(1, "QUEUE_URL", DQ_DOLLAR)], secret="redis://"),
+    pcase("double-quoted-lone-dollar", ['DB_PASSWORD="Zq9!abc$defgh"'], 1, [refused(1, "DB_PASSWORD", DQ_DOLLAR)],
+          secret="Zq9!abc"),
+    pcase("double-quoted-comment", ['DB_PORT="5432" # the port'], 1, [refused(1, "DB_PORT", AFTER_COMMENT)]),
+    pcase("double-quoted-comment-tab", ['DB_NAME="orangescrum"\t#x'], 1, [refused(1, "DB_NAME", AFTER_COMMENT)]),
     pcase("single-quoted", ["DB_PORT='5432'", "DB_PASSWORD='Zq9!ab\"cd\\efgh'"], 0),
-    pcase("single-quoted-comment", ["DB_PORT='5432' # it's the port"], 0),
+    pcase("single-quoted-dollar-is-literal", ["DB_PASSWORD='Zq9!abc$def${X}gh'"], 0),
+    pcase("single-quoted-double-backslash", ["DB_PASSWORD='Zq9!abc\\\\defgh'"], 1,
+          [refused(1, "DB_PASSWORD", SQ_BACKSLASH)], secret="Zq9!abc"),
+    pcase("single-quoted-backslash-before-quote", ["DB_PASSWORD='Zq9!abcdefgh\\'"], 1,
+          [refused(1, "DB_PASSWORD", SQ_BACKSLASH)], secret="Zq9!abcdefgh"),
+    # DB_PASSWORD='x'  # note: systemd reads "x# note" (finding 2)
+    pcase("single-quoted-comment", ["DB_PASSWORD='Zq9!abcdefghij'  # note"], 1,
+          [refused(1, "DB_PASSWORD", AFTER_COMMENT)], secret="Zq9!abcdefghij"),
     pcase("single-quoted-checked", ["DB_PORT='x5432'"], 1, [PORT]),
     pcase("empty-quotes", ['DEBUG=""', "SMTP_HOST=''"], 0),
-    pcase("unquoted-inline-comment", ["DB_PORT=5432 # the port", "DB_NAME=orangescrum\t# tab comment"], 0),
+    pcase("empty-unquoted", ["DEBUG=", "SMTP_HOST=   "], 0),
+    # DB_PORT=5432 # comment: systemd reads "5432 # comment" (finding 2)
+    pcase("unquoted-inline-comment", ["DB_PORT=5432 # the port"], 1, [refused(1, "DB_PORT", INLINE)]),
+    pcase("unquoted-inline-comment-tab", ["# c", "DB_NAME=orangescrum\t# tab comment"], 1,
+          [refused(2, "DB_NAME", INLINE)]),
+    pcase("comment-only-value", ["DEBUG= # nothing"], 1, [refused(1, "DEBUG", INLINE)]),
     pcase("unquoted-hash-without-space-is-value", ["DB_PORT=5432#x"], 1, [PORT]),
+    pcase("unquoted-leading-hash-is-value", ["SMTP_USERNAME=#ops"], 0),
     pcase("unquoted-trailing-ws", ["DB_PORT=5432   ", "DB_NAME=orangescrum\t "], 0),
-    pcase("spaces-after-equals", ["DB_PORT=  5432", 'DB_NAME= "orangescrum"'], 0),
+    pcase("spaces-around-equals", ["DB_PORT=  5432", 'DB_NAME= "orangescrum"', "DEBUG =false", "SMTP_TLS\t=\ttrue"], 0),
     pcase("value-with-equals", ["QUEUE_URL=redis://redis:6379/1?a=b=c"], 0),
     pcase("unquoted-value-with-quotes-inside", ["SMTP_USERNAME=o'brien\"x"], 0),
-    pcase("comment-only-value", ["DEBUG= # nothing"], 0),
+    pcase("unquoted-inner-spaces", ["SMTP_USERNAME=two words"], 0),
+    # a trailing backslash joins the next line (FULL_BASE_URL) to this one in systemd (finding 2)
+    pcase("unquoted-trailing-backslash", ["SMTP_USERNAME=ops\\", "FULL_BASE_URL=https://tasks.acme.test"], 1,
+          [refused(1, "SMTP_USERNAME", UNQ_BACKSLASH)]),
+    # \a\b\c\d\e\f1: 7 characters to systemd, 13 here (finding 2)
+    pcase("unquoted-backslashes", ["DB_PASSWORD=\\a\\b\\c\\d\\e\\f1"], 1, [refused(1, "DB_PASSWORD", UNQ_BACKSLASH)],
+          secret="\\a\\b\\c"),
+    pcase("unquoted-dollar", ["QUEUE_URL=redis://:$REDIS_PASSWORD@redis:6379/1"], 1, [refused(1, "QUEUE_URL", UNQ_DOLLAR)],
+          secret="redis://"),
+    pcase("unquoted-dollar-braces", ["SMTP_USERNAME=${USER}"], 1, [refused(1, "SMTP_USERNAME", UNQ_DOLLAR)]),
+    pcase("comment-trailing-backslash", ["# see the wiki \\", "DB_PORT=5432"], 1,
+          ["error: line 1: comment ends with '\\': systemd (before 254) would take the next line as part of the comment"]),
+    pcase("semicolon-comment", ["; a comment"], 1,
+          ["error: line 1: starts with ';': systemd reads it as a comment, Docker Compose refuses the file"]),
     pcase("no-equals", ["Zq9!JustSomeSecretText"], 1, [NOEQ.format(1)], secret="Zq9!JustSomeSecretText"),
     pcase("no-equals-later-line", ["# c", "", "DB_HOSTdb"], 1, [NOEQ.format(3)], secret="DB_HOSTdb"),
     pcase("key-starts-with-digit", ["1ABC=x"], 1, [BADKEY.format(1)]),
     pcase("key-with-dash", ["Zq9-ABC=x"], 1, [BADKEY.format(1)], secret="Zq9-ABC"),
+    pcase("key-with-dot", ["APP.NAME=x"], 1, [BADKEY.format(1)]),
     pcase("key-with-space", ["DB PORT=5432"], 1, [BADKEY.format(1)], secret="DB PORT"),
-    pcase("space-before-equals", ["DB_PORT =5432"], 1, [BADKEY.format(1)], absent=["DB_PORT"]),
+    pcase("key-yaml-style", ["DB_PORT: 5432"], 1, [NOEQ.format(1)], absent=["DB_PORT: is required"]),
     pcase("empty-key", ["=Zq9!abcdefgh"], 1, [BADKEY.format(1)], secret="Zq9!abcdefgh"),
     pcase("secret-pasted-as-key", ["Zq9!abc$def=x"], 1, [BADKEY.format(1)], secret="Zq9!abc$def"),
-    pcase("unterminated-double", ['DB_PASSWORD="Zq9!abcdefgh'], 1, [UNTERM_D.format(1)], secret="Zq9!abcdefgh",
-          absent=["DB_PASSWORD: is required"]),
-    pcase("unterminated-double-escaped-close", [r'DB_PASSWORD="Zq9!abcdefgh\"'], 1, [UNTERM_D.format(1)],
+    pcase("reserved-tmpdir", ["TMPDIR=/tmp"], 1,
+          [refused(1, "TMPDIR", "is reserved: the units set it to their private cache directory")]),
+    pcase("reserved-bash-uid", ["UID=1000"], 1, [refused(1, "UID", "is reserved: the shell sets it (read-only in bash)")]),
+    pcase("unterminated-double", ['DB_PASSWORD="Zq9!abcdefgh'], 1, [refused(1, "DB_PASSWORD", UNTERM_D)],
+          secret="Zq9!abcdefgh", absent=["DB_PASSWORD: is required"]),
+    pcase("unterminated-double-escaped-close", [r'DB_PASSWORD="Zq9!abcdefgh\"'], 1,
+          [refused(1, "DB_PASSWORD", UNTERM_D)], secret="Zq9!abcdefgh"),
+    pcase("unterminated-double-trailing-backslash", ['DB_PASSWORD="Zq9!abcdefgh\\'], 1,
+          [refused(1, "DB_PASSWORD", UNTERM_D)], secret="Zq9!abcdefgh"),
+    pcase("multi-line-double", ['DB_PASSWORD="Zq9!abc', 'defghij"'], 1,
+          [refused(1, "DB_PASSWORD", UNTERM_D), NOEQ.format(2)], secret="Zq9!abc"),
+    pcase("unterminated-single", ["DB_PASSWORD='Zq9!abcdefgh"], 1, [refused(1, "DB_PASSWORD", UNTERM_S)],
           secret="Zq9!abcdefgh"),
-    pcase("unterminated-double-trailing-backslash", ['DB_PASSWORD="Zq9!abcdefgh\\'], 1, [UNTERM_D.format(1)],
-          secret="Zq9!abcdefgh"),
-    pcase("unterminated-single", ["DB_PASSWORD='Zq9!abcdefgh"], 1, [UNTERM_S.format(1)], secret="Zq9!abcdefgh"),
-    pcase("text-after-double", ['DB_PASSWORD="Zq9!abcdefgh" Zq9!trailing'], 1, [AFTER.format(1)],
-          secret="Zq9!trailing"),
-    pcase("text-after-single", ["DB_PASSWORD='Zq9!abcdefgh'Zq9!trailing"], 1, [AFTER.format(1)],
-          secret="Zq9!trailing"),
-    pcase("hash-glued-to-quote", ['DB_PORT="5432"#c'], 1, [AFTER.format(1)]),
-    pcase("two-quoted-parts", ['DB_PASSWORD="Zq9!abc" "defgh"'], 1, [AFTER.format(1)], secret="Zq9!abc"),
+    pcase("text-after-double", ['DB_PASSWORD="Zq9!abcdefgh" Zq9!trailing'], 1,
+          [refused(1, "DB_PASSWORD", AFTER_TEXT)], secret="Zq9!trailing"),
+    pcase("text-after-single", ["DB_PASSWORD='Zq9!abcdefgh'Zq9!trailing"], 1,
+          [refused(1, "DB_PASSWORD", AFTER_TEXT)], secret="Zq9!trailing"),
+    pcase("hash-glued-to-quote", ['DB_PORT="5432"#c'], 1, [refused(1, "DB_PORT", AFTER_COMMENT)]),
+    pcase("two-quoted-parts", ['DB_PASSWORD="Zq9!abc" "defgh"'], 1, [refused(1, "DB_PASSWORD", AFTER_TEXT)],
+          secret="Zq9!abc"),
     pcase("cr-line", ["DB_PORT=5432\r"], 1, ["error: line 1: has a carriage return (Windows line ending)"]),
     pcase("cr-mid-line", ["# c", "DB_NAME=orange\rscrum"], 1, ["error: line 2: has a carriage return"],
           secret="orange"),
+    pcase("control-character", ["DB_NAME=orange\x0bscrum"], 1,
+          ["error: line 1: has a control character (only tab is allowed)"], secret="orange",
+          absent=["DB_NAME: is required"]),
     pcase("duplicate-last-wins-good", ["DB_PORT=abc", "DB_PORT=5432"], 0,
           warn=["warning: DB_PORT: defined again on line 2; the last definition wins"], absent=["error:"]),
     pcase("duplicate-last-wins-bad", ["DB_PORT=5432", "DB_PORT=abc"], 1, [PORT],
@@ -468,11 +531,29 @@ PARSE_CASES = [
           warn=["warning: DB_PASSWORD: defined again on line 2"], secret="Zq9!weak"),
     pcase("duplicate-unknown", ["FOO=1", "FOO=2", "FOO=3"], 0,
           warn=["warning: FOO: defined again on line 2", "warning: FOO: defined again on line 3"]),
-    pcase("long-line", ["X=Zq9!" + "a" * 9000], 1, ["error: line 1: is longer than 8192 characters"],
+    pcase("duplicate-interleaved", ["FOO=1", "BAR=1", "DB_PORT=x", "FOO=2", "DB_PORT=5432", "BAR=2"], 0,
+          warn=["warning: FOO: defined again on line 4", "warning: DB_PORT: defined again on line 5",
+                "warning: BAR: defined again on line 6"]),
+    pcase("long-line", ["X=Zq9!" + "a" * 9000], 1, ["error: line 1: is longer than 8192 bytes"],
           secret="Zq9!aaaa"),
     pcase("long-ok-line", ["X=Zq9!" + "a" * 8000], 0),
     pcase("unicode", ["APP_TITLE=Ørångé Scrüm ✓", "# коммент", "DB_NAME=orangescrum"], 0),
     pcase("unicode-password", ["DB_PASSWORD=pässwörd-ÜBER-9"], 0),
+    pcase("unicode-4-byte", ["APP_TITLE='🍊 Scrum 𝄞'"], 0),
+    # Aa1€€€€ is 13 bytes but 7 characters (finding 2)
+    pcase("password-counts-characters", ["DB_PASSWORD=Aa1€€€€"], 1,
+          ["error: DB_PASSWORD: must be at least 12 characters long"], secret="Aa1€€€€"),
+    pcase("password-12-characters-multibyte", ["DB_PASSWORD=Aa1€€€€€€€€€"], 0),
+    pcase("salt-counts-characters", ["SECURITY_SALT=" + "ä" * 31], 1,
+          ["error: SECURITY_SALT: must be at least 32 characters long"], secret="ää"),
+    pcase("unicode-space-unquoted", ["SMTP_USERNAME=ops\u00a0"], 1,
+          [refused(1, "SMTP_USERNAME", "Unicode space (U+00A0, U+2000...) in an unquoted value")]),
+    pcase("unicode-space-unquoted-ideographic", ["SMTP_USERNAME=\u3000ops"], 1,
+          [refused(1, "SMTP_USERNAME", "Unicode space")]),
+    pcase("unicode-space-quoted", ["SMTP_USERNAME='ops\u00a0'", 'APP_TITLE="a\u2003b"'], 0),
+    pcase("c1-control", ["APP_TITLE=a\u0085b"], 1, ["error: line 1: has a control character (U+0080-U+009F)"]),
+    pcase("noncharacter", ["APP_TITLE='a\ufffeb'"], 1, ["error: line 1: has a Unicode noncharacter"]),
+    pcase("noncharacter-plane-16", ["# \U0010ffff"], 1, ["error: line 1: has a Unicode noncharacter"]),
 ]
 
 
@@ -534,6 +615,52 @@ def test_nul_bytes(tmp_path, where):
 def test_utf16_file_is_rejected(tmp_path):
     rc, out, _ = check_file(tmp_path, env_text(GOOD).encode("utf-16"))
     assert rc == 1 and "NUL bytes" in out
+
+
+NOT_UTF8 = "is not valid UTF-8 (Latin-1?): systemd would refuse the whole file"
+
+
+@pytest.mark.parametrize("raw, rule", [
+    (b"APP_TITLE=caf\xe9", NOT_UTF8),  # Latin-1: systemd refuses the whole file (finding 2)
+    (b"DB_PASSWORD='Zq9!abcdefgh\xe9'", NOT_UTF8),
+    (b"# caf\xe9", NOT_UTF8),  # python-dotenv cannot even read a comment that is not UTF-8
+    (b"APP_TITLE=\xc0\xaf", NOT_UTF8),  # overlong '/'
+    (b"APP_TITLE=\xed\xa0\x80", NOT_UTF8),  # a UTF-16 surrogate
+    (b"APP_TITLE=\xf4\x90\x80\x80", NOT_UTF8),  # beyond U+10FFFF
+    (b"APP_TITLE=\xe2\x82", NOT_UTF8),  # truncated
+    (b"APP_TITLE=\xef\xbf\xbe", "has a Unicode noncharacter"),
+    (b"APP_TITLE=\xef\xb7\x90", "has a Unicode noncharacter"),
+    (b"APP_TITLE=\xc2\x9b", "has a control character (U+0080-U+009F)"),
+    (b"APP_TITLE=a\x1bb", "has a control character (only tab is allowed)"),
+    (b"APP_TITLE=a\x7fb", "has a control character (only tab is allowed)"),
+    (b"\xef\xbb\xbfAPP_TITLE=x", "starts with a byte order mark (BOM): systemd would read it as part of the key"),
+], ids=["latin1", "latin1-quoted", "latin1-comment", "overlong", "surrogate", "too-big", "truncated",
+        "nonchar-fffe", "nonchar-fdd0", "c1-csi", "esc", "del", "bom"])
+def test_encoding(tmp_path, raw, rule):
+    rc, out, _ = check_file(tmp_path, raw + b"\n" + env_text(GOOD).encode())
+    assert rc == 1, out
+    assert problems(out) == [f"error: line 1: {rule}" + problems(out)[0].split(rule, 1)[1]], out
+    assert_well_formed(rc, out)
+
+
+def test_redefinitions_scale_linearly(tmp_path):
+    """Finding 11: 900 redefinitions took 28 s (cubic). Twice the lines may not take 3x the time."""
+    import time
+
+    def timed(n: int) -> float:
+        lines = [f"DB_PORT={5000 + i % 100}\nFOO_{i % 7}=x{i}\nKEY_{i}=v{i}" for i in range(n // 3)]
+        path = tmp_path / f"{n}.env"
+        path.write_text(env_text(GOOD) + "\n".join(lines) + "\n")
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            rc, out, _ = run("-q", str(path), cwd=tmp_path)
+            best = min(best, time.perf_counter() - start)
+        assert rc == 0 and f"DB_PORT: defined again on line {len(GOOD) + n - 2}" in out
+        return best
+
+    small, large = timed(1500), timed(3000)
+    assert large < 3 * small, f"1500 lines: {small:.3f}s, 3000 lines: {large:.3f}s"
 
 
 # --------------------------------------------------------------------------------
@@ -607,7 +734,7 @@ def filled_example() -> str:
     for line in EXAMPLE.read_text().splitlines():
         key, eq, value = line.partition("=")
         if eq and not line.startswith("#") and "CHANGE_ME" in value:
-            value = real.get(key) or (STRONG if key in SECRETS else key.lower().replace("_", "-"))
+            value = real.get(key) or (f"'{STRONG}'" if key in SECRETS else key.lower().replace("_", "-"))
             line = f"{key}={value}"
         lines.append(line)
     return "\n".join(lines) + "\n"
@@ -865,24 +992,29 @@ def formatted_good_files(draw):
             v = "'" + value + "'"
         else:
             v = value
-        pre = draw(st.sampled_from(["", "export ", " ", "\t", "export\t"]))
+        pre = draw(st.sampled_from(["", " ", "\t"]))
         eq_ws = draw(st.sampled_from(["", " "]))
-        post = draw(st.sampled_from(["", " ", "\t", " # note", "\t#note", " # it's \"quoted\""]))
-        return f"{pre}{key}={eq_ws}{v}{post}"
+        post = draw(st.sampled_from(["", " ", "\t"]))
+        return f"{pre}{key}{eq_ws}={eq_ws}{v}{post}"
 
     extra_values = st.text(alphabet=string.ascii_letters + string.digits + "-_./:@%+,!", min_size=0, max_size=30)
     extras = draw(st.dictionaries(
         identifiers.filter(lambda k: k not in GOOD and not k.endswith("_PORT") and k not in KNOWN_KEYS),
         extra_values.filter(lambda v: "change" not in v.lower()), max_size=6))
-    password = draw(st.text(alphabet=string.ascii_letters + string.digits + "!%^&*()-_=+[]{}:,.<>/?'\"\\",
+    password = draw(st.text(alphabet=string.ascii_letters + string.digits + "!%^&*()-_=+[]{}:,.<>/?'\"\\ #$`",
                             min_size=4, max_size=20).map(lambda s: "Zq9!" + s + "Ab1x")
-                    .filter(lambda s: not re.search(r"change_?me|your_|example", s, re.I)))
+                    .filter(lambda s: not re.search(r"change_?me|your_|example", s, re.I))
+                    .filter(lambda s: not ("$" in s and ("'" in s or "\\\\" in s))))
     values = {**GOOD, "DB_PASSWORD": password, **extras}
     lines = []
     for key, value in values.items():
         if key == "DB_PASSWORD":
-            lines.append(fmt(key, value) if "'" not in value else f'{key}="' +
-                         value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+            # Single quotes carry anything but a quote and '\' before '\' or the end;
+            # double quotes anything but '$' (\\ and \" escaped).
+            if "'" not in value and "\\\\" not in value and not value.endswith("\\"):
+                lines.append(f"{key}='{value}'")
+            else:
+                lines.append(f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
         else:
             lines.append(fmt(key, value))
         lines += draw(st.lists(st.sampled_from(["", "# comment", "   # indented", "\t"]), max_size=2))
@@ -924,8 +1056,9 @@ def test_property_random_environment(values, start_good):
 def test_exec_runs_the_command_with_the_values_unevaluated(tmp_path):
     canary = tmp_path / "pwned"
     env = tmp_path / ".env"
-    env.write_text(env_text({**GOOD, "SMTP_USERNAME": f"$(touch {canary})"},
-                            after=['export QUOTED="two words # not a comment"', "SINGLE='literal $HOME'"]))
+    env.write_text(env_text({**GOOD, "SMTP_USERNAME": f"'$(touch {canary})'"},
+                            after=['QUOTED="two words # not a comment"', "SINGLE='literal $HOME'",
+                                   "pair=named like a loop variable", "FOO=first", "FOO=last"]))
     dump = tmp_path / "dump"
     code, out, err = run("--quiet", "--exec", str(env), "--", "/bin/sh", "-c", f'env > "{dump}"; echo ran "$1"', "sh",
                          "arg one", cwd=tmp_path)
@@ -936,7 +1069,55 @@ def test_exec_runs_the_command_with_the_values_unevaluated(tmp_path):
     assert seen["SMTP_USERNAME"] == f"$(touch {canary})"
     assert seen["QUOTED"] == "two words # not a comment"
     assert seen["SINGLE"] == "literal $HOME"
+    assert seen["pair"] == "named like a loop variable"
+    assert seen["FOO"] == "last"
+    assert "LC_ALL" not in seen  # the checker's own LC_ALL=C stays with the checker
     assert not canary.exists()
+
+
+def test_exec_keeps_the_callers_locale(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(env_text(GOOD))
+    code, out, _ = run("-q", "--exec", str(env), "--", "/bin/sh", "-c", 'echo "LC_ALL=$LC_ALL"', cwd=tmp_path,
+                       env=clean_env(LC_ALL="C.UTF-8"))
+    assert (code, out) == (0, "LC_ALL=C.UTF-8\n")
+
+
+def _exec_with_recorded_argv(tmp_path: Path) -> tuple[str, str]:
+    """--exec under a PATH whose first `env` records its arguments and runs the real one."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    log = tmp_path / "argv.log"
+    (fake / "env").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{log}"\nexec /usr/bin/env "$@"\n')
+    (fake / "env").chmod(0o755)
+    secret = "Zq9!Secret-On-Argv-" + uuid.uuid4().hex[:8]
+    (tmp_path / ".env").write_text(env_text({**GOOD, "DB_PASSWORD": secret}))
+    code, out, err = run("-q", "--exec", str(tmp_path / ".env"), "--", "env", cwd=tmp_path,
+                         env=clean_env(PATH=f"{fake}:{PATH}"))
+    assert code == 0, out + err
+    assert f"DB_PASSWORD={secret}" in out  # the command got the value, in its environment
+    return secret, log.read_text() if log.exists() else ""
+
+
+def test_exec_puts_no_value_on_a_command_line(tmp_path):
+    """Finding 8: values on env(1)'s command line show in /proc/PID/cmdline to every local user."""
+    secret, argv = _exec_with_recorded_argv(tmp_path)
+    assert secret not in argv
+    assert "DB_PASSWORD" not in argv
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+def test_exec_no_value_in_any_execve_argv(tmp_path):
+    secret = "Zq9!Secret-On-Argv-" + uuid.uuid4().hex[:8]
+    (tmp_path / ".env").write_text(env_text({**GOOD, "DB_PASSWORD": secret, "REDIS_PASSWORD": f"'{secret}x'"}))
+    trace = tmp_path / "trace"
+    done = subprocess.run(["strace", "-f", "-s", "100000", "-e", "trace=execve", "-o", str(trace),
+                           SH, str(SCRIPT), "-q", "--exec", str(tmp_path / ".env"), "--", "/bin/true"],
+                          env=clean_env(), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [line for line in trace.read_text().splitlines() if "execve(" in line]
+    assert any("/bin/true" in line for line in calls)
+    assert not [line for line in calls if secret in line]
 
 
 def test_exec_refuses_an_invalid_file_and_runs_nothing(tmp_path):
