@@ -80,7 +80,11 @@ final class Console
             return $this->fail("migrations: {$e->getMessage()}");
         } catch (RuntimeException | PDOException $e) {
             $reason = $e instanceof PDOException ? Services::reason($e) : $e->getMessage();
-            $at = isset($migrator) ? ($migrator->current() ?? 'empty') : 'unknown';
+            try {
+                $at = isset($migrator) ? ($migrator->current() ?? 'empty') : 'unknown';
+            } catch (PDOException) {
+                $at = 'unknown (the database went away)';
+            }
 
             return $this->fail("migrations: {$reason}; rolled back, the schema stays at {$at}");
         }
