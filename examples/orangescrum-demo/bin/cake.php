@@ -13,5 +13,7 @@ if (!is_file($root . '/vendor/autoload.php')) {
 }
 require $root . '/vendor/autoload.php';
 
-$console = new App\Console(require $root . '/config/app.php', STDOUT, STDERR);
+$config = App\Config::load($root);
+date_default_timezone_set((string)$config['App']['defaultTimezone']);
+$console = new App\Console($config, STDOUT, STDERR);
 exit($console->run(array_slice($argv, 1)));

@@ -3,8 +3,8 @@ declare(strict_types=1);
 
 /*
  * Front controller.  Also the router script of PHP's built-in server
- * (`php -S ADDR -t webroot webroot/index.php`): existing static files are
- * left to the server.
+ * (`php -S ADDR -t webroot webroot/index.php`): existing static files (among
+ * them uploads under webroot/files/) are left to the server.
  */
 
 if (PHP_SAPI === 'cli-server') {
@@ -24,10 +24,6 @@ if (!is_file($root . '/vendor/autoload.php')) {
 }
 require $root . '/vendor/autoload.php';
 
-$app = new App\Application(require $root . '/config/app.php');
-$path = (string)parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH);
-[$status, $type, $body] = $app->handle($_SERVER['REQUEST_METHOD'] ?? 'GET', $path);
-
-http_response_code($status);
-header('Content-Type: ' . $type);
-echo $body;
+$config = App\Config::load($root);
+date_default_timezone_set((string)$config['App']['defaultTimezone']);
+(new App\Application($config))->handle(App\Request::fromGlobals())->send();
