@@ -191,7 +191,8 @@ def read_app_license(cfg: BuildConfig) -> AppLicense:
     text = None
     for name in LICENSE_FILES:
         try:
-            text = (cfg.app / name).read_text(encoding="utf-8")
+            # Form feeds and CRs (old GPL texts) are no text a deb822 continuation line can carry.
+            text = (cfg.app / name).read_text(encoding="utf-8").replace("\r\n", "\n").replace("\f", "")
             break
         except (OSError, UnicodeDecodeError):
             continue
