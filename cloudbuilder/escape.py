@@ -64,7 +64,7 @@ class UnescapedValue(BuildError):
 # systemd/YAML prefix character (`-`, `+`, `@`, `!`).
 SAFE = re.compile(r"[A-Za-z0-9_./:][A-Za-z0-9_./:@+~-]*")
 # One component of an installed path: what every syntax here reads unquoted.
-PATH_COMPONENT = r"[A-Za-z0-9_+][A-Za-z0-9._+-]*"
+PATH_COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9._+-]*"
 ABS_PATH = re.compile(rf"(?:/{PATH_COMPONENT})+")
 REL_PATH = re.compile(rf"{PATH_COMPONENT}(?:/{PATH_COMPONENT})*")
 
