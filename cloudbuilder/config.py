@@ -149,7 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="docker.uid", default=1000, kind="int", help="UID of the non-root user in the image."),
     Setting(key="docker.gid", default=1000, kind="int", help="GID of the non-root user in the image."),
     Setting(key="docker.bind_address", default="127.0.0.1", kind="host",
-            help="Host address the app port is published on: an IPv4 or IPv6 address or a host name "
+            help="Host address the app port is published on: an IPv4 or IPv6 address "
                  "(keep a reverse proxy in front)."),
     Setting(key="docker.host_port", default=8080, kind="port", help="Host port the app is published on."),
     Setting(key="docker.memory_limit", default="1g", kind="size", help="Memory limit of the app container."),
@@ -580,20 +580,17 @@ def _parse_url(value: Any, schemes: tuple[str, ...]) -> str:
 
 
 def _parse_host(value: Any) -> str:
+    """An IP address: Compose's ports[].host_ip takes no host name ("invalid ip address")."""
     import ipaddress
 
     text = _as_str(value)
-    fix = "use an IPv4 or IPv6 address (no brackets) or a host name, e.g. 127.0.0.1, ::1 or localhost"
     try:
-        address = ipaddress.ip_address(text)
+        ipaddress.ip_address(text)
     except ValueError:
-        address = None
-    if address is not None:
-        if "%" in text:
-            raise _Bad("has an IPv6 zone", fix)
-        return text
-    if not HOSTNAME_RE.fullmatch(text) or len(text) > 253 or re.fullmatch(r"[0-9.]+", text):
-        raise _Bad("is not an address or a host name", fix)
+        raise _Bad("is not an IP address", "use an IPv4 or IPv6 address without brackets, e.g. 127.0.0.1 or ::1 "
+                   "(Compose publishes on addresses, not host names)") from None
+    if "%" in text:
+        raise _Bad("has an IPv6 zone", "use an address without %ZONE, e.g. ::1")
     return text
 
 

@@ -136,8 +136,9 @@ def test_timespans_parse_as_systemd_counts_them():
 
 
 @pytest.mark.parametrize("key,good,bad", [
-    ("docker.bind_address", ["127.0.0.1", "0.0.0.0", "::1", "fe80::1", "localhost", "app.internal"],
-     ["[::1]", "fe80::1%eth0", "999.1.1.1", "-host", "a b", "host:80", ""]),
+    # Compose's host_ip takes addresses only ("invalid ip address": found by the config fuzz test).
+    ("docker.bind_address", ["127.0.0.1", "0.0.0.0", "::1", "fe80::1", "::"],
+     ["[::1]", "fe80::1%eth0", "999.1.1.1", "localhost", "a", "-host", "a b", "host:80", ""]),
     ("docker.runtime_image", ["debian:bookworm-slim", "registry.example.org:5000/base/debian:12",
                               "debian@sha256:" + "a" * 64, "localhost/orangescrum-standin/base:1"],
      ["Debian", "debian:bookworm slim", "debian:$TAG", "debian;rm", ":tag"]),
