@@ -15,13 +15,14 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import __version__
+from . import __version__, escape
 from .config import BuildConfig
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, fresh_temp_dir, swap_into_place, write_atomic
@@ -125,32 +126,77 @@ def plan_tree(
 
 @functools.cache
 def _environment(search_path: tuple[Path, ...] = ()):
-    """One jinja2 environment per include path (StrictUndefined), reused within a process."""
+    """One jinja2 environment per include path, reused within a process.
+
+    StrictUndefined; the escaping functions of ``escape`` as filters (``sh``,
+    ``systemd``, ``exec_arg``, ``path``, ``yaml``, ``compose``, ...); and
+    ``escape.guard`` as ``finalize``: an interpolation that went through no
+    filter must be a plainly safe word, else rendering fails naming it.
+    """
     import jinja2
 
-    return jinja2.Environment(
+    @jinja2.pass_context
+    def finalize(context, value):
+        return escape.guard(value, context.name)
+
+    env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
         loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
         auto_reload=True,
+        finalize=finalize,
     )
+    env.filters.update(escape.FILTERS)
+    return env
+
+
+def _failing_line(exc: BaseException, name: str, text: str) -> tuple[str, int | None, str]:
+    """(template, line number, source line) of the template frame an exception came from."""
+    where, lineno = name, None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename == name or filename.endswith(TEMPLATE_SUFFIX):
+            where, lineno = filename, tb.tb_lineno
+        tb = tb.tb_next
+    source = text if where == name else Path(where).read_text(encoding="utf-8", errors="replace")
+    lines = source.splitlines()
+    line = lines[lineno - 1] if lineno and lineno <= len(lines) else ""
+    return where, lineno, line
+
+
+def _unescaped_message(exc: escape.UnescapedValue, name: str, text: str) -> str:
+    where, lineno, line = _failing_line(exc, name, text)
+    exprs = [e.strip() for e in re.findall(r"\{\{-?(.*?)-?\}\}", line)]
+    unfiltered = [e for e in exprs if not any(re.search(rf"\|\s*{f}\b", e) for f in escape.FILTERS)]
+    shown = ", ".join(f"{{{{ {e} }}}}" for e in (unfiltered or exprs)) or "an interpolation"
+    return (f"{where}:{lineno or '?'}: {shown} renders {exc.value!r} without an escaping filter; pass it "
+            f"through the filter of this file's syntax ({', '.join(escape.FILTERS)}; see cloudbuilder/escape.py)")
 
 
 def render_template(
     text: str, context: Mapping[str, Any], *, name: str = "<template>", search_path: tuple[Path, ...] = ()
 ) -> str:
-    """Render one template (pure); an unknown variable is an error naming the file."""
+    """Render one template (pure); an unknown variable, or a value that went through no
+    escaping filter and is not plainly safe, is an error naming the file."""
     import jinja2
 
+    env = _environment(search_path)
     try:
-        return _environment(search_path).from_string(text).render(**context)
+        template = env.template_class.from_code(env, env.compile(text, name, name), env.make_globals(None), None)
+        return template.render(**context)
     except jinja2.UndefinedError as exc:
         raise BuildError(f"{name}: {exc.message}; fix the template or add the setting") from None
     except jinja2.TemplateSyntaxError as exc:
         raise BuildError(f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
         raise BuildError(f"{name}: includes {exc.name}, which does not exist") from None
+    except escape.UnescapedValue as exc:
+        raise BuildError(_unescaped_message(exc, name, text)) from None
+    except escape.EscapeError as exc:
+        where, lineno, _ = _failing_line(exc, name, text)
+        raise BuildError(f"{where}:{lineno or '?'}: {exc}") from None
 
 
 def render_file(path: Path, context: Mapping[str, Any], *, search_path: tuple[Path, ...] = ()) -> str:

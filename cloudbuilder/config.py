@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .escape import ABS_PATH, REL_PATH, control_chars
 
 ENV_PREFIX = "OSCB_"
 # Images under this prefix are the local stand-in builder (see builder/standin/).
@@ -74,9 +75,10 @@ ORANGESCRUM_EXTENSIONS = (
 class Setting:
     key: str
     default: Any
-    kind: str  # path, opt_path, bool, int, str, opt_str, list, choice, version, abs_path, size, epoch, url
+    kind: str  # path, bool, int, str, list, choice, version, abs_path, size, epoch, url, image, ... (opt_X: X or unset)
     help: str
     choices: tuple[str, ...] = ()
+    under: str = ""  # abs_path: must be a subdirectory of this directory
 
     @property
     def env_var(self) -> str:
@@ -113,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="keep_package", default=False, kind="bool",
             help="Keep the intermediate Docker build context under dist/build/ for debugging."),
     # -- the FrankenPHP builder ---------------------------------------------
-    Setting(key="builder.image", default=None, kind="opt_str",
+    Setting(key="builder.image", default=None, kind="opt_image",
             help="Static-builder image. Default: "
                  "dunglas/frankenphp:static-builder-<libc>-<frankenphp_version>. "
                  "Behind an air gap, point this at your mirror."),
@@ -131,23 +133,24 @@ SETTINGS: tuple[Setting, ...] = (
             help="Extra Caddy modules (SPC_CMD_VAR_FRANKENPHP_XCADDY_MODULES), comma-separated."),
     Setting(key="builder.platform", default="linux/amd64", kind="choice",
             choices=("linux/amd64", "linux/arm64"), help="Target platform of the binary."),
-    Setting(key="builder.composer_image", default=None, kind="opt_str",
+    Setting(key="builder.composer_image", default=None, kind="opt_image",
             help="Image with composer for `composer install --no-dev -a`. Default: composer:2 "
                  "(the stand-in builder brings its own)."),
-    Setting(key="builder.base_repository", default="orangescrum-cloud-base", kind="str",
+    Setting(key="builder.base_repository", default="orangescrum-cloud-base", kind="image_repo",
             help="Local repository name of the cached base image (compiled PHP)."),
     Setting(key="builder.compress", default=False, kind="bool",
             help="Compress the binary with UPX (slower start-up, smaller file)."),
     # -- the Docker deployment ----------------------------------------------
-    Setting(key="docker.runtime_image", default="debian:bookworm-20251229-slim", kind="str",
+    Setting(key="docker.runtime_image", default="debian:bookworm-20251229-slim", kind="image",
             help="Base image of the runtime container (pinned: a dated Debian snapshot). It must have "
                  "ca-certificates, or reach an apt mirror at build time to install them."),
-    Setting(key="docker.image_name", default="orangescrum/orangescrum", kind="str",
-            help="Repository the runtime image is tagged as (with the version and latest)."),
+    Setting(key="docker.image_name", default="orangescrum/orangescrum", kind="image_repo",
+            help="Repository the runtime image is tagged as (with the version and latest); no tag."),
     Setting(key="docker.uid", default=1000, kind="int", help="UID of the non-root user in the image."),
     Setting(key="docker.gid", default=1000, kind="int", help="GID of the non-root user in the image."),
-    Setting(key="docker.bind_address", default="127.0.0.1", kind="str",
-            help="Host address the app port is published on (keep a reverse proxy in front)."),
+    Setting(key="docker.bind_address", default="127.0.0.1", kind="host",
+            help="Host address the app port is published on: an IPv4 or IPv6 address "
+                 "(keep a reverse proxy in front)."),
     Setting(key="docker.host_port", default=8080, kind="port", help="Host port the app is published on."),
     Setting(key="docker.memory_limit", default="1g", kind="size", help="Memory limit of the app container."),
     Setting(key="docker.queue_memory_limit", default="512m", kind="size",
@@ -163,8 +166,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="service.limit_nofile", default=65536, kind="int", help="systemd LimitNOFILE= of each service."),
     Setting(key="service.queue_max_runtime", default=3600, kind="int",
             help="Seconds a queue worker runs before it exits and is restarted."),
-    Setting(key="service.recurring_interval", default="30min", kind="str",
-            help="How often the recurring task runs (systemd time span)."),
+    Setting(key="service.recurring_interval", default="30min", kind="timespan",
+            help="How often the recurring task runs: a systemd time span such as 30min, 1h or 1h 30min."),
     # -- installed layout ---------------------------------------------------
     Setting(key="paths.binary", default="/usr/bin/orangescrum", kind="abs_path",
             help="Installed path of the FrankenPHP binary."),
@@ -172,10 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
             help="Directory of orangescrum.env."),
     Setting(key="paths.libexec_dir", default="/usr/libexec/orangescrum", kind="abs_path",
             help="Helpers (validate-env) on installed hosts."),
-    Setting(key="paths.state_dir", default="/var/lib/orangescrum", kind="abs_path",
-            help="State directory (home of the service user)."),
-    Setting(key="paths.cache_dir", default="/var/cache/orangescrum", kind="abs_path",
-            help="TMPDIR of the services: where the embedded app is extracted."),
+    Setting(key="paths.state_dir", default="/var/lib/orangescrum", kind="abs_path", under="/var/lib",
+            help="State directory (home of the service user): a directory of its own below /var/lib "
+                 "(the units' StateDirectory=)."),
+    Setting(key="paths.cache_dir", default="/var/cache/orangescrum", kind="abs_path", under="/var/cache",
+            help="TMPDIR of the services: where the embedded app is extracted; a directory of its own below "
+                 "/var/cache (the units' CacheDirectory=; emptied on removal)."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
     Setting(key="app_external_symlinks", default=False, kind="bool",
@@ -192,9 +197,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="package.maintainer", default="OrangeScrum Packaging <packaging@orangescrum.com>", kind="contact",
             help="Maintainer/Packager field (Name <email>): set your team's address."),
     Setting(key="package.vendor", default="OrangeScrum", kind="str", help="Vendor (rpm) and copyright holder."),
-    Setting(key="package.homepage", default="https://www.orangescrum.com", kind="str",
+    Setting(key="package.homepage", default="https://www.orangescrum.com", kind="homepage",
             help="Homepage/URL field of the packages."),
-    Setting(key="package.license", default=None, kind="opt_str",
+    Setting(key="package.license", default=None, kind="opt_license",
             help="License of the packaged application (SPDX). Default: the app's composer.json \"license\"."),
     Setting(key="package.deb_compression", default="zstd", kind="choice", choices=("zstd", "xz", "gzip", "none"),
             help="Compression of the .deb payload: zstd (dpkg >= 1.21.18: Debian 12, Ubuntu 21.10+) is fast; "
@@ -202,13 +207,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="package.rpm_compression", default="zstd", kind="choice", choices=("zstd", "xz", "gzip", "none"),
             help="Compression of the .rpm payload: zstd (rpm >= 4.14: EL8+, Fedora, SUSE 15) is fast; "
                  "xz for older targets."),
-    Setting(key="package.deb_depends", default="systemd", kind="list",
-            help="Depends of the .deb, comma-separated (the binary is static: only what the scripts use; "
-                 "init-system-helpers is essential)."),
-    Setting(key="package.rpm_depends", default="systemd", kind="list",
-            help="Requires of the .rpm, comma-separated."),
-    Setting(key="package.recommends", default="ca-certificates", kind="list",
-            help="Recommends of both packages (the CA bundle that SSL_CERT_FILE points at)."),
+    Setting(key="package.deb_depends", default="systemd", kind="deb_relations",
+            help="Depends of the .deb, comma-separated Debian relations (a name, an optional version such as "
+                 "`(>= 247)`, alternatives joined by a bar) (the binary is static: only what the scripts use; init-system-helpers is essential)."),
+    Setting(key="package.rpm_depends", default="systemd", kind="rpm_relations",
+            help="Requires of the .rpm, comma-separated, such as `systemd >= 247`."),
+    Setting(key="package.recommends", default="ca-certificates", kind="pkg_names",
+            help="Recommends of both packages, comma-separated package names (the CA bundle that "
+                 "SSL_CERT_FILE points at)."),
     # -- releases (`invoke release`) ----------------------------------------
     Setting(key="release.sign_key", default=None, kind="opt_str",
             help="GPG key (fingerprint, key id or user id) that signs SHA256SUMS, the .rpm and the "
@@ -416,7 +422,13 @@ class _Bad(Exception):
 def _as_str(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise _Bad("is not a string", "give a plain text value")
-    return str(value).strip()
+    text = str(value)
+    bad = control_chars(text)
+    if bad:
+        # No generated file (a unit, a script, a control file, YAML) can carry these.
+        raise _Bad(f"contains a control character ({', '.join(bad)})",
+                   "give one line of printable text (no newline, carriage return, tab or NUL)")
+    return text.strip()
 
 
 def _parse_bool(value: Any) -> bool:
@@ -461,6 +473,144 @@ def _parse_version(value: Any) -> str:
     return text
 
 
+# -- formats of values that reach generated files ----------------------------
+
+# Docker image references (github.com/distribution/reference, grammar.go).
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_IMAGE_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+IMAGE_REPO_RE = re.compile(_IMAGE_NAME)
+IMAGE_REF_RE = re.compile(
+    rf"{_IMAGE_NAME}(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
+
+# Debian relations (Policy 7.1) of a binary package: name[:arch] [(op version)], alternatives with "|".
+_DEB_NAME = r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?"
+_DEB_VERSION = r"[0-9][A-Za-z0-9.+~:-]*"
+_DEB_RELATION = rf"{_DEB_NAME}(?:\s*\(\s*(?:<<|<=|=|>=|>>)\s*{_DEB_VERSION}\s*\))?"
+DEB_RELATION_RE = re.compile(rf"{_DEB_RELATION}(?:\s*\|\s*{_DEB_RELATION})*")
+# rpm dependencies: a name (or a capability such as perl(Foo), or a path) [op EVR].
+_RPM_NAME = r"(?:[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:\([A-Za-z0-9_.:/+-]+\))?|/[A-Za-z0-9_.+/-]+)"
+RPM_RELATION_RE = re.compile(rf"{_RPM_NAME}(?:\s+(?:<|<=|=|>=|>)\s+[A-Za-z0-9_.+~^:-]+)?")
+PKG_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+# An SPDX license expression (or a LicenseRef-..., or a word such as "proprietary").
+LICENSE_RE = re.compile(r"[A-Za-z0-9(][A-Za-z0-9.+:()-]*(?: [A-Za-z0-9.+:()-]+)*")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+# URL characters that mean the same to a shell, a unit file and YAML when quoted, and need no
+# quoting in a control field: RFC 3986 without ' ( ) * $ [ ] (percent-encode those).
+URL_RE = re.compile(r"(?:[A-Za-z0-9._~:/?#@!&+,;=-]|%[0-9A-Fa-f]{2})+")
+
+# systemd time spans (systemd.time(7), parse_time() in time-util.c): the units in
+# systemd's own matching order (the first prefix that matches wins), in microseconds.
+_USEC = {"s": 10**6, "min": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6,
+         "M": 2629800 * 10**6, "y": 31557600 * 10**6, "ms": 1000, "us": 1}
+TIME_UNITS: tuple[tuple[str, int], ...] = tuple((name, _USEC[unit]) for names, unit in (
+    (("seconds", "second", "sec", "s"), "s"), (("minutes", "minute", "min"), "min"),
+    (("months", "month", "M"), "M"), (("msec", "ms"), "ms"), (("m",), "min"),
+    (("hours", "hour", "hr", "h"), "h"), (("days", "day", "d"), "d"), (("weeks", "week", "w"), "w"),
+    (("years", "year", "y"), "y"), (("usec", "us", "\u00b5s", "\u03bcs"), "us")) for name in names)
+_TIME_NUMBER = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,3}))?")
+
+
+def parse_timespan(text: str) -> int:
+    """Microseconds of a systemd time span, for a conservative subset of systemd's syntax.
+
+    Accepted: one bare number of seconds, or components NUMBER[.FRACTION] UNIT
+    separated by optional spaces ("30min", "1h 30min", "1.5h"). A ValueError
+    otherwise. tests/integration checks every accepted value against systemd.
+    """
+    if re.fullmatch(r"[0-9]{1,9}", text):
+        return int(text) * 10**6
+    pos, total, n, components = 0, 0, len(text), 0
+    while True:
+        while pos < n and text[pos] == " ":
+            pos += 1
+        if pos == n:
+            break
+        m = _TIME_NUMBER.match(text, pos)
+        if not m:
+            raise ValueError(f"expected a number at {text[pos:]!r}")
+        pos = m.end()
+        while pos < n and text[pos] == " ":
+            pos += 1
+        unit = next(((name, usec) for name, usec in TIME_UNITS if text.startswith(name, pos)), None)
+        if unit is None:
+            raise ValueError(f"expected a unit at {text[pos:]!r}")
+        pos += len(unit[0])
+        if pos < n and not (text[pos] == " " or text[pos].isdigit()):
+            raise ValueError(f"unknown unit before {text[pos:]!r}")
+        whole, frac = m.group(1), m.group(2) or "0"
+        total += int(whole) * unit[1] + int(frac) * unit[1] // 10 ** len(frac)
+        components += 1
+    if not components:
+        raise ValueError("empty")
+    return total
+
+
+def _parse_timespan(value: Any) -> str:
+    text = _as_str(value)
+    try:
+        usec = parse_timespan(text)
+    except ValueError:
+        raise _Bad("is not a systemd time span",
+                   "use a number with a unit, e.g. 30min, 1h or 1h 30min (systemd.time(7))") from None
+    if not 10**6 <= usec <= 100 * 31557600 * 10**6:
+        raise _Bad("is out of range", "use a span from 1s to 100y, e.g. 30min")
+    return text
+
+
+def _parse_url(value: Any, schemes: tuple[str, ...]) -> str:
+    from urllib.parse import urlsplit
+
+    text = _as_str(value)
+    fix = f"use a {' or '.join(s + '://' for s in schemes)} URL of plain characters (percent-encode others)"
+    if not URL_RE.fullmatch(text):
+        raise _Bad("is not a plain URL", fix)
+    try:
+        parts = urlsplit(text)
+        host, _port = parts.hostname, parts.port
+    except ValueError:
+        raise _Bad("is not a URL", fix) from None
+    if parts.scheme not in schemes:
+        raise _Bad("is not a URL", fix)
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise _Bad("is not a file:///ABSOLUTE/PATH URL", fix)
+    elif not host or not HOSTNAME_RE.fullmatch(host):
+        raise _Bad("is not a URL with a host name", fix)
+    return text
+
+
+def _parse_host(value: Any) -> str:
+    """An IP address: Compose's ports[].host_ip takes no host name ("invalid ip address")."""
+    import ipaddress
+
+    text = _as_str(value)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise _Bad("is not an IP address", "use an IPv4 or IPv6 address without brackets, e.g. 127.0.0.1 or ::1 "
+                   "(Compose publishes on addresses, not host names)") from None
+    if "%" in text:
+        raise _Bad("has an IPv6 zone", "use an address without %ZONE, e.g. ::1")
+    return text
+
+
+def _parse_relations(value: Any, pattern: re.Pattern[str], problem: str, fix: str) -> tuple[str, ...]:
+    items = _parse_list(value)
+    bad = [i for i in items if not pattern.fullmatch(i)]
+    if bad:
+        raise _Bad(f"{problem}: {bad[0]!r}", fix)
+    return items
+
+
+def parse_license(text: str) -> str | None:
+    """``text`` when it can go into a License: field as it is (an SPDX expression), else None."""
+    return text if LICENSE_RE.fullmatch(text) and not control_chars(text) else None
+
+
 def _parse(setting: Setting, value: Any) -> Any:
     kind = setting.kind
     if kind.startswith("opt_"):
@@ -489,20 +639,64 @@ def _parse(setting: Setting, value: Any) -> Any:
             raise _Bad("is empty", "give a value")
         return text
     if kind == "relpath":
-        text = _as_str(value)
-        if not text or PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts:
-            raise _Bad("is not a relative path inside the app", "use a path such as webroot")
+        text = _as_str(value).rstrip("/")
+        if not REL_PATH.fullmatch(text):
+            raise _Bad("is not a relative path inside the app",
+                       "use letters, digits, '.', '_', '+' and '-' in components separated by '/', such as webroot")
         return text
     if kind == "abs_path":
         text = _as_str(value)
-        if not PurePosixPath(text).is_absolute() or ".." in PurePosixPath(text).parts:
-            raise _Bad("is not an absolute path", "use an absolute path such as /usr/bin/orangescrum")
+        text = text.rstrip("/") or text
+        if not ABS_PATH.fullmatch(text):
+            plain = text.startswith("/") and ".." not in text.split("/")
+            raise _Bad("is not a plain absolute path" if plain else "is not an absolute path without '..'",
+                       "use an absolute path of letters, digits, '.', '_', '+' and '-' (no spaces, quotes, "
+                       "'%', '$', '\\' or '..'), such as " + str(setting.default))
+        if setting.under and not text.startswith(setting.under + "/"):
+            raise _Bad(f"is not a directory of its own below {setting.under}/",
+                       f"use e.g. {setting.default} (the units' {setting.key.split('.')[-1].split('_')[0].title()}"
+                       f"Directory= needs it, and removal empties it)")
         return text
-    if kind == "url":
+    if kind == "image":
         text = _as_str(value)
-        if not re.fullmatch(r"(https?|file)://[^\s]+", text):
-            raise _Bad("is not a URL", "use an https://, http:// or file:// URL")
-        return text.rstrip("/")
+        if not text:
+            raise _Bad("is empty", "give a value")
+        if not IMAGE_REF_RE.fullmatch(text) or len(text) > 255:
+            raise _Bad("is not an image reference", "use [REGISTRY/]NAME[:TAG][@sha256:DIGEST] in lowercase, "
+                       "e.g. debian:bookworm-slim")
+        return text
+    if kind == "image_repo":
+        text = _as_str(value)
+        if not text:
+            raise _Bad("is empty", "give a value")
+        if not IMAGE_REPO_RE.fullmatch(text) or len(text) > 255:
+            raise _Bad("is not an image repository name", "use [REGISTRY/]NAME in lowercase, without a tag, "
+                       "e.g. orangescrum/orangescrum")
+        return text
+    if kind == "host":
+        return _parse_host(value)
+    if kind == "timespan":
+        return _parse_timespan(value)
+    if kind == "homepage":
+        return _parse_url(value, ("https", "http"))
+    if kind == "license":
+        text = _as_str(value)
+        if not parse_license(text):
+            raise _Bad("is not an SPDX license expression", "use e.g. AGPL-3.0-only, MIT or (MIT OR Apache-2.0)")
+        return text
+    if kind == "deb_relations":
+        return _parse_relations(value, DEB_RELATION_RE, "is not a Debian relation",
+                                "use comma-separated names with an optional version and '|' alternatives, "
+                                "e.g. systemd (>= 247), default-mta | mail-transport-agent")
+    if kind == "rpm_relations":
+        return _parse_relations(value, RPM_RELATION_RE, "is not an rpm dependency",
+                                "use comma-separated names with an optional version, e.g. systemd >= 247")
+    if kind == "pkg_names":
+        return _parse_relations(value, PKG_NAME_RE, "is not a package name",
+                                "use comma-separated package names (lowercase), the same in deb and rpm, "
+                                "e.g. ca-certificates")
+    if kind == "url":
+        return _parse_url(value, ("https", "http", "file")).rstrip("/")
     if kind == "choice":
         text = _as_str(value)
         if text not in setting.choices:

@@ -21,7 +21,8 @@ from .spec import Format, PackageSpec
 
 @dataclass(frozen=True)
 class Invocation:
-    """One run of a packager: ``argv`` in ``cwd`` with ``env`` added, after writing ``files``."""
+    """One run of a packager: ``argv`` in ``cwd`` with ``env`` added to a minimal environment
+    (``build.packager_environment``: never the caller's secrets), after writing ``files``."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,23 @@ def materialize(spec: PackageSpec, fmt: Format, work: Path, *, exact_modes: bool
     return Layout(work=work, sources=sources, scripts=scripts, dirs=dirs)
 
 
+# What a packager (nfpm; fpm and the rpmbuild, dpkg-deb, tar it runs) takes from the
+# caller's environment: where programs are, a home, a temp dir, and Ruby's gem paths
+# for fpm. Nothing else: no GITHUB_TOKEN or other secret can reach a package
+# (nfpm expands $VAR in metadata from its environment), and no locale or time
+# zone of this machine changes the output.
+PACKAGER_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "GEM_HOME", "GEM_PATH", "RUBYLIB")
+
+
+def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of a packager run: the passthrough above, a fixed locale and zone, ``extra``."""
+    env = {k: environ[k] for k in PACKAGER_PASSTHROUGH if environ.get(k)}
+    env.setdefault("PATH", os.defpath)
+    env.update({"LC_ALL": "C.UTF-8", "TZ": "UTC"})
+    env.update(extra)
+    return env
+
+
 def run_invocation(inv: Invocation, work: Path, what: str) -> None:
     for rel, text in inv.files.items():
         (work / rel).write_text(text, encoding="utf-8")
@@ -161,7 +179,7 @@ def run_invocation(inv: Invocation, work: Path, what: str) -> None:
         hint = INSTALL_HINT.get(inv.argv[0], inv.argv[0])
         raise PrerequisiteError(f"{what}: `{inv.argv[0]}` is not on PATH; install it: {hint}")
     logger.debug("+ %s", " ".join(inv.argv))
-    env = {**os.environ, **inv.env}
+    env = packager_environment(os.environ, inv.env)
     try:
         done = subprocess.run([program, *inv.argv[1:]], cwd=inv.cwd or work, env=env, capture_output=True,
                               text=True, timeout=3600, check=False)

@@ -8,6 +8,11 @@ time of every file nfpm generates: control files, changelog, directories),
 chglog YAML file; rpm only here, the .deb carries our own Debian changelog).
 ``SOURCE_DATE_EPOCH`` is set as well.  Together they make the output a pure
 function of the spec: no build time, host name or umask leaks in.
+
+nfpm expands ``$VAR`` and ``${VAR}`` from its environment in name, version,
+release, arch, platform, maintainer, description, vendor, homepage, the
+dependency lists and rpm.packager (nfpm.go ``expandEnvVars``); those fields go
+through ``escape.nfpm_field`` so that a ``$`` in a setting stays a ``$``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PrerequisiteError
+from ..escape import NFPM_DOLLAR_VAR, nfpm_field
 from .backends import Invocation, Layout
 from .spec import Format, PackageSpec
 
@@ -131,25 +137,25 @@ class NfpmBackend:
             contents.append({"dst": g.dst, "type": "ghost",
                              "file_info": {"mode": Octal(g.mode), "owner": g.owner, "group": g.group, "mtime": mtime}})
         conf: dict[str, Any] = {
-            "name": spec.name,
+            "name": nfpm_field(spec.name),
             "arch": spec.arch,
             "platform": "linux",
-            "version": spec.version,
+            "version": nfpm_field(spec.version),
             "version_schema": "none",
-            "release": spec.release,
+            "release": nfpm_field(spec.release),
             "section": spec.deb_section,
             "priority": "optional",
-            "maintainer": spec.maintainer,
+            "maintainer": nfpm_field(spec.maintainer),
             # The first line is the synopsis; "." separates paragraphs in a deb, a blank line in an rpm.
-            "description": f"{spec.summary}\n" + (spec.description if fmt == "deb"
-                                                   else spec.description.replace("\n.\n", "\n\n")),
-            "vendor": spec.vendor,
-            "homepage": spec.homepage,
+            "description": nfpm_field(f"{spec.summary}\n" + (spec.description if fmt == "deb"
+                                                              else spec.description.replace("\n.\n", "\n\n"))),
+            "vendor": nfpm_field(spec.vendor),
+            "homepage": nfpm_field(spec.homepage),
             "license": spec.license,
             "mtime": mtime,
             "disable_globbing": True,
-            "depends": list(spec.depends[fmt]),
-            "recommends": list(spec.recommends),
+            "depends": [nfpm_field(d) for d in spec.depends[fmt]],
+            "recommends": [nfpm_field(r) for r in spec.recommends],
             "contents": contents,
             "scripts": {SCRIPT_KEYS[k]: str(layout.scripts[k]) for k in SCRIPT_KEYS},
         }
@@ -160,7 +166,7 @@ class NfpmBackend:
             conf["rpm"] = {
                 "summary": spec.summary,
                 "group": spec.rpm_group,
-                "packager": spec.maintainer,
+                "packager": nfpm_field(spec.maintainer),
                 "buildhost": BUILDHOST,
                 "compression": _COMPRESSION["rpm"][spec.compression["rpm"]],
             }
@@ -182,5 +188,6 @@ class NfpmBackend:
             files["changelog.yaml"] = self.changelog(spec)
         argv = (self.program, "package", "--config", str(layout.work / "nfpm.yaml"),
                 "--packager", fmt, "--target", str(output))
-        return Invocation(argv=argv, env={"SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}, files=files,
-                          cwd=layout.work)
+        # NFPM_DOLLAR_VAR: what nfpm_field writes for a literal "$" (see escape.nfpm_field).
+        return Invocation(argv=argv, env={"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), NFPM_DOLLAR_VAR: "$"},
+                          files=files, cwd=layout.work)

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from .. import __version__
 from ..assemble import BINARY_PATH
-from ..config import BuildConfig
-from ..errors import BuildError
+from ..config import BuildConfig, parse_license
+from ..errors import BuildError, ConfigError
 from ..resources import source_root
 
 Format = Literal["deb", "rpm"]
@@ -210,7 +210,8 @@ def read_app_license(cfg: BuildConfig) -> AppLicense:
     text = None
     for name in LICENSE_FILES:
         try:
-            text = (cfg.app / name).read_text(encoding="utf-8")
+            # Form feeds and CRs (old GPL texts) are no text a deb822 continuation line can carry.
+            text = (cfg.app / name).read_text(encoding="utf-8").replace("\r\n", "\n").replace("\f", "")
             break
         except (OSError, UnicodeDecodeError):
             continue
@@ -224,7 +225,12 @@ def read_app_license(cfg: BuildConfig) -> AppLicense:
     if isinstance(value, list):
         value = " or ".join(str(v) for v in value)
     if isinstance(value, str) and value.strip():
-        return AppLicense(value.strip(), text, f"{cfg.app / 'composer.json'} \"license\"")
+        where = f"{cfg.app / 'composer.json'} \"license\""
+        if not parse_license(value.strip()):
+            # It goes into the control file, the rpm header and copyright, like package.license.
+            raise ConfigError(f"license={value.strip()!r} (from {where}) is not an SPDX license expression; "
+                              "set package.license (OSCB_PACKAGE_LICENSE), e.g. AGPL-3.0-only")
+        return AppLicense(value.strip(), text, where)
     return AppLicense("LicenseRef-OrangeScrum", text, "default")
 
 

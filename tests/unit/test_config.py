@@ -114,9 +114,10 @@ def test_bad_value_from_env_file_names_the_file(tmp_path):
 def test_env_file_is_parsed_never_executed(tmp_path):
     canary = tmp_path / "pwned"
     env_file = tmp_path / "b.env"
-    env_file.write_text(f"OSCB_BUILDER_BASE_REPOSITORY=$(touch {canary})\nX=`touch {canary}`\n")
+    # A free-text setting (builder.base_repository, used before, is now an image name and refuses this).
+    env_file.write_text(f"OSCB_PACKAGE_VENDOR=$(touch {canary})\nX=`touch {canary}`\n")
     cfg = _resolve(*layers_from(None, env_file, {}, {}))
-    assert cfg.builder.base_repository == f"$(touch {canary})"
+    assert cfg.package.vendor == f"$(touch {canary})"
     assert not canary.exists()
 
 

@@ -195,16 +195,17 @@ def test_arm64_names(tmp_path, native):
 
 
 def test_paths_come_from_config(tmp_path, native):
-    cfg = make_cfg(tmp_path, **{"paths.binary": "/opt/os/bin/osv4", "paths.state_dir": "/srv/os",
+    # /var/lib/os: a state_dir outside /var/lib (was /srv/os) breaks StateDirectory= (issue 9, finding 6).
+    cfg = make_cfg(tmp_path, **{"paths.binary": "/opt/os/bin/osv4", "paths.state_dir": "/var/lib/os",
                                 "service.user": "osv4", "package.name": "osv4"})
     spec = build_spec(cfg, native, read_app_license(cfg))
     files = entries(spec, "rpm")
     assert "/opt/os/bin/osv4" in files and "/usr/share/man/man1/osv4.1.gz" in files
     assert [(g.dst, g.group) for g in spec.ghosts] == [("/etc/orangescrum/orangescrum.env", "osv4")]
     assert "/usr/share/osv4/orangescrum.env.example" in files
-    assert {d.dst: d.owner for d in spec.directories}["/srv/os"] == "osv4"
+    assert {d.dst: d.owner for d in spec.directories}["/var/lib/os"] == "osv4"
     post = spec.scripts["deb"].post.data.decode()
-    assert "svc_user='osv4'" in post and "state_dir='/srv/os'" in post
+    assert "svc_user='osv4'" in post and "state_dir='/var/lib/os'" in post
 
 
 def test_license_setting_wins_over_composer(tmp_path):
@@ -399,7 +400,8 @@ def test_nfpm_yaml_golden(spec, fmt):
     check_golden(f"nfpm-{fmt}.yaml", inv.files["nfpm.yaml"])
     assert inv.argv == ("nfpm", "package", "--config", "/build/work/nfpm.yaml", "--packager", fmt,
                         "--target", f"/build/out/{spec.filename(fmt)}")
-    assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000"}
+    # OSCB_LITERAL_DOLLAR: how a "$" in a setting reaches nfpm literally (escape.nfpm_field).
+    assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000", "OSCB_LITERAL_DOLLAR": "$"}
     if fmt == "rpm":
         check_golden("nfpm-changelog.yaml", inv.files["changelog.yaml"])
 
