@@ -26,15 +26,15 @@ COPY app/ /app/
 RUN composer dump-autoload --working-dir=/app --no-dev --classmap-authoritative --no-interaction --no-scripts \
         --ignore-platform-reqs
 
-# Stage 2: the static build with the app embedded (the base image's WORKDIR
-# and SHELL are /go/src/app and sh -eu).
+# Stage 2: the static build with the app embedded, in /go/src/app (the base
+# image's WORKDIR, inherited: no step of its own).
 # hadolint ignore=DL3006
 FROM ${BASE_IMAGE}
 COPY --from=composer /app /go/src/app/dist/app
 # The URL is not the secret (it is dead once the build ends): DL3064 does not apply.
 # hadolint ignore=DL3064
 ARG SECRET_URL= EMBED_KEY=
-RUN set -eu; cd /go/src/app; \
+RUN set -eu; \
     if [ -n "${SECRET_URL}" ]; then GITHUB_TOKEN="$(curl -fsS "${SECRET_URL}")"; export GITHUB_TOKEN; fi; \
     EMBED=dist/app/ ./build-static.sh
 LABEL org.orangescrum.cloudbuilder.role=embed org.orangescrum.cloudbuilder.embed-key=${EMBED_KEY}
