@@ -7,6 +7,13 @@ jinja2 templates (StrictUndefined) rendered from the config; everything else is
 copied.  Outputs are deterministic: modes are 0755/0644, mtimes are
 SOURCE_DATE_EPOCH, and the same inputs give the same bytes.  A stamp of the
 inputs makes a rerun with nothing changed a no-op.
+
+The 100+ MB binary is kept once in ``dist/``: a tree hard-links it (to
+``dist/build/osv4-prod`` or to the other tree's copy) when that file already
+has the tree's mode and mtime, and copies it otherwise.  A hard link shares the
+inode's metadata, so nothing here ever changes the mode or mtime of a linked
+file (that would break the other tree's intact check), and nothing writes into
+one in place: every writer of a binary writes a new file and renames it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -272,8 +280,47 @@ def tree_fingerprint(cfg: BuildConfig, flavor: Flavor, binary: Path, hashes: Has
     return plan, fingerprint(plan, hashes)
 
 
-def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
-    """Write the plan's files (and the binary) below ``into`` deterministically."""
+BINARY_MODE = 0o755
+
+
+def _linkable(candidate: Path, epoch: int, dev: int) -> bool:
+    """A file a tree may hard-link as its binary: regular, on the tree's filesystem and
+    already with the tree's mode and mtime (so linking changes nothing another tree sees)."""
+    try:
+        st = candidate.lstat()
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == BINARY_MODE
+            and st.st_mtime_ns == epoch * 1_000_000_000 and st.st_dev == dev)
+
+
+def place_binary(binary: Path, out: Path, epoch: int, link_from: Sequence[Path] = ()) -> Path | None:
+    """Put the binary at ``out``: a hard link to the first linkable file of ``link_from``
+    (files of the same content inside dist/), else a copy. Returns the file linked to."""
+    dev = out.parent.stat().st_dev
+    for candidate in link_from:
+        if not _linkable(candidate, epoch, dev):
+            continue
+        try:
+            os.link(candidate, out)
+            return candidate
+        except OSError as exc:  # EXDEV, EMLINK, a filesystem without hard links
+            logger.info("    cannot hard-link %s (%s): copying the binary instead", candidate, exc.strerror)
+    if link_from:
+        logger.info("    copying the binary: no copy in %s has mode %o and mtime %d (SOURCE_DATE_EPOCH) on this "
+                    "filesystem", out.parents[1] if len(out.parents) > 1 else out.parent, BINARY_MODE, epoch)
+    shutil.copyfile(binary, out)
+    os.chmod(out, BINARY_MODE)
+    os.utime(out, (epoch, epoch))
+    return None
+
+
+def write_tree(plan: TreePlan, into: Path, epoch: int, link_from: Sequence[Path] = ()) -> Path | None:
+    """Write the plan's files (and the binary) below ``into`` deterministically.
+
+    The binary is hard-linked from ``link_from`` where possible (see ``place_binary``);
+    returns the file it was linked to, None when it was copied.
+    """
     written_dirs = {into}
     for f in plan.files:
         out = into / f.dest
@@ -289,12 +336,11 @@ def write_tree(plan: TreePlan, into: Path, epoch: int) -> None:
     out = into / BINARY_PATH[plan.flavor]
     out.parent.mkdir(parents=True, exist_ok=True)
     written_dirs.update(p for p in out.parents if into in p.parents or p == into)
-    shutil.copyfile(plan.binary, out)
-    os.chmod(out, 0o755)
-    os.utime(out, (epoch, epoch))
+    linked = place_binary(plan.binary, out, epoch, link_from)
     for d in sorted(written_dirs, key=lambda p: len(p.parts), reverse=True):
         os.chmod(d, 0o755)
         os.utime(d, (epoch, epoch))
+    return linked
 
 
 def _carry_over(old: Path, new: Path) -> bool:
@@ -318,6 +364,23 @@ def _carry_over(old: Path, new: Path) -> bool:
     return False
 
 
+def _link_candidates(cfg: BuildConfig, flavor: Flavor, binary: Path, digest: str, hashes: HashCache) -> list[Path]:
+    """Files in dist/ with the binary's content that the tree may hard-link: the binary
+    itself when dist/ holds it (the build's output), then the other trees' copies.
+
+    A file outside dist/ (--binary) is never linked: its owner may rewrite it in place.
+    """
+    dist = cfg.dist_dir.resolve()
+    found = []
+    if binary.resolve().is_relative_to(dist):
+        found.append(binary)
+    for other in FLAVORS:
+        theirs = cfg.dist_dir / other / BINARY_PATH[other]
+        if other != flavor and theirs.is_file() and hashes.digest(theirs) == digest:
+            found.append(theirs)
+    return found
+
+
 def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> AssembleResult:
     """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged."""
     state = _state_dir(cfg)
@@ -331,8 +394,9 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
 
     cfg.dist_dir.mkdir(parents=True, exist_ok=True)
     tmp = fresh_temp_dir(cfg.dist_dir, f".tmp-{flavor}-")
+    binary_digest = hashes.digest(binary)
     try:
-        write_tree(plan, tmp, cfg.source_date_epoch)
+        linked = write_tree(plan, tmp, cfg.source_date_epoch, _link_candidates(cfg, flavor, binary, binary_digest, hashes))
         kept = [rel for rel in skip if _carry_over(plan.dest / rel, tmp / rel)]
         listing = _listing(tmp, skip)
         swap_into_place(tmp, plan.dest)
@@ -340,6 +404,12 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(stamp_path, json.dumps({"inputs": digest, "listing": listing}).encode())
+    placed = plan.dest / BINARY_PATH[flavor]
+    if linked is not None:
+        hashes.relinked(placed)  # the other paths of the inode: a new ctime, the same bytes
+        logger.info("    %s: a hard link to %s (one copy of the binary in %s)", placed, linked, cfg.dist_dir)
+    hashes.record(placed, binary_digest)
+    hashes.save()
     for rel in kept:
         link = plan.dest / rel
         if link.is_symlink():

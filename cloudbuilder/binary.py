@@ -5,7 +5,12 @@ Cached like make:
   that affects it; it is rebuilt only when that hash changes (``--rebuild-base``
   forces it, ``--skip-base`` takes whatever base exists);
 - the embed stage runs only when the app archive's content hash or the base
-  image changed; otherwise no docker build runs at all.
+  image changed; otherwise no docker build runs at all;
+- inside the embed build, the vendor tree is installed from composer.json and
+  composer.lock alone (``embed_context`` puts them in ``deps/``), so the
+  engine's layer cache reuses it while they are unchanged; each dist dir pins
+  that layer with a tag (``deps_tag``), or removing the build's intermediate
+  images would drop it.
 
 ``plan_stages`` is the pure decision (tested without Docker); ``build_binary``
 carries it out through ``DockerEngine``.
@@ -13,6 +18,8 @@ carries it out through ``DockerEngine``.
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import hashlib
 import http.server
 import io
@@ -26,13 +33,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from . import __version__
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
-from .engine import BuildLog, DockerEngine, ImageInfo
+from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, write_atomic
 from .log import logger, step
@@ -42,6 +49,12 @@ LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
 LABEL_BASE_HASH = "org.orangescrum.cloudbuilder.base-hash"
 LABEL_EMBED_KEY = "org.orangescrum.cloudbuilder.embed-key"
 EMBED_REPOSITORY = "orangescrum-cloud-embed"
+# Tags that keep each dist dir's composer-install layer (the build cache of an app-only change).
+DEPS_REPOSITORY = "orangescrum-cloud-deps"
+# The embed Dockerfile step that installs the vendor tree from deps/ (its layer is the one pinned).
+DEPS_STEP = "RUN composer install"
+DEPS_DIR = "deps"
+APP_PREFIX = "app/"
 BASE_DOCKERFILE = "base-build.Dockerfile"
 EMBED_DOCKERFILE = "app-embed.Dockerfile"
 
@@ -125,6 +138,7 @@ class BinaryResult:
     embed_built: bool
     docker_steps: int  # Dockerfile steps the engine ran (0 when nothing was built)
     version_output: str = ""
+    deps_cached: bool | None = None  # the composer-install layer came from the cache (None: no embed build)
 
 
 def _tar(files: dict[str, bytes], extra: bytes | None = None) -> bytes:
@@ -140,6 +154,94 @@ def _tar(files: dict[str, bytes], extra: bytes | None = None) -> bytes:
                 for m in src.getmembers():
                     out.addfile(m, src.extractfile(m) if m.isfile() else None)
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class EmbedContext:
+    data: bytes  # the tar the engine builds from
+    deps: tuple[str, ...]  # what deps/ holds (relative to the app): composer.json, composer.lock, ...
+    vendor_files: int  # files of the app's own vendor dir left out (composer installs it)
+
+
+def _dependency_roots(composer_json: bytes | None) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """(vendor dir, path patterns of local repositories) from composer.json; defaults when unreadable."""
+    try:
+        meta = json.loads(composer_json or b"{}")
+    except ValueError:
+        return "vendor", ()  # composer itself will say what is wrong with it
+    if not isinstance(meta, dict):
+        return "vendor", ()
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    vendor = str(config.get("vendor-dir") or "vendor").strip("/").removeprefix("./") or "vendor"
+    repos = meta.get("repositories")
+    repos = repos.values() if isinstance(repos, dict) else repos if isinstance(repos, list) else []
+    roots = []
+    for repo in repos:
+        # path and artifact repositories live in the app: composer install needs them too
+        if isinstance(repo, dict) and repo.get("type") in ("path", "artifact") and isinstance(repo.get("url"), str):
+            parts = PurePosixPath(repo["url"]).parts
+            parts = tuple(p for p in parts if p != ".")
+            if parts and not PurePosixPath(repo["url"]).is_absolute() and ".." not in parts:
+                roots.append(parts)
+    return vendor, tuple(roots)
+
+
+def _is_dependency_input(rel: str, roots: tuple[tuple[str, ...], ...]) -> bool:
+    if rel in ("composer.json", "composer.lock"):
+        return True
+    parts = PurePosixPath(rel).parts
+    return any(len(parts) >= len(r) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, r)) for r in roots)
+
+
+def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
+    """The embed build's context: the Dockerfile, ``deps/`` and ``app/`` (pure).
+
+    ``deps/`` holds what ``composer install`` reads (composer.json, composer.lock
+    and the app's path/artifact repositories), so that step's layer depends on
+    nothing else.  ``app/`` is the archive without the app's own vendor dir:
+    the image's vendor tree is the one composer installed, as with
+    ``composer install --no-dev`` over a clean checkout.
+    """
+    with tarfile.open(fileobj=io.BytesIO(archive)) as src:
+        members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]  # type: ignore[union-attr]
+    composer_json = next((d for m, d in members if m.name == APP_PREFIX + "composer.json" and m.isfile()), None)
+    vendor, roots = _dependency_roots(composer_json)
+    buf = io.BytesIO()
+    deps: list[str] = []
+    vendor_files = 0
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as out:
+        info = tarfile.TarInfo(EMBED_DOCKERFILE)
+        info.size, info.mode, info.mtime = len(dockerfile), 0o644, 0
+        out.addfile(info, io.BytesIO(dockerfile))
+        info = tarfile.TarInfo(DEPS_DIR)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+        out.addfile(info)  # COPY deps/ needs it even for an app without composer.json
+        for m, data in members:
+            rel = m.name.removeprefix(APP_PREFIX).rstrip("/")
+            if not m.name.startswith(APP_PREFIX):
+                continue
+            if rel == vendor or rel.startswith(vendor + "/"):
+                vendor_files += int(m.isfile())
+                continue
+            out.addfile(m, io.BytesIO(data) if data is not None else None)
+            if _is_dependency_input(rel, roots):
+                dep = copy.copy(m)
+                dep.name = f"{DEPS_DIR}/{rel}"
+                out.addfile(dep, io.BytesIO(data) if data is not None else None)
+                if m.isfile():
+                    deps.append(rel)
+    return EmbedContext(buf.getvalue(), tuple(deps), vendor_files)
+
+
+def deps_tag(dist_dir: Path) -> str:
+    """The tag that pins this dist dir's composer-install layer (one per dist dir, so two
+    checkouts on one engine never remove each other's cache)."""
+    return f"{DEPS_REPOSITORY}:{hashlib.sha256(str(dist_dir.resolve()).encode()).hexdigest()[:16]}"
+
+
+def deps_step(steps: Sequence[BuildStep]) -> BuildStep | None:
+    """The embed build's composer-install step, from its step log."""
+    return next((s for s in steps if s.instruction.startswith(DEPS_STEP)), None)
 
 
 @contextmanager
@@ -251,14 +353,19 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             with step(f"Building the base image ({base_plan.reason}){slow}"):
                 log = BuildLog(_log_path(cfg, "base"), "base", redact=(cfg.github_token or "",))
                 tag = f"{cfg.builder.base_repository}:{want[:16]}"
+                replaced = [i.id for i in bases if tag in i.tags or f"{repo}:latest" in i.tags]
                 with token_server(cfg.github_token) as url:
+                    # --rebuild-base means from scratch: no layer of the engine's cache is reused
                     base_id = engine.build(
                         context=_tar({BASE_DOCKERFILE: base_df}), dockerfile=BASE_DOCKERFILE, tag=tag,
                         buildargs=_base_args(cfg, url), log=log, network_mode="host" if url else None,
                         labels={LABEL_ROLE: "base", LABEL_BASE_HASH: want},
-                        platform=_platform_arg(cfg),
+                        platform=_platform_arg(cfg), nocache=cfg.rebuild_base,
                     )
                 engine.tag(base_id, cfg.builder.base_repository, "latest")
+                for old_id in replaced:  # the base it replaced, once nothing refers to it any more
+                    if old_id != base_id and engine.remove_if_unused(old_id):
+                        logger.info("    removed the replaced base image %s", old_id[:19])
                 steps += log.steps
                 base_built = True
                 logger.info("    base image %s (log: %s)", tag, log.path)
@@ -285,22 +392,35 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             engine.ensure_image(cfg.builder.composer_image,
                                 "set builder.composer_image (OSCB_BUILDER_COMPOSER_IMAGE) to an image with composer")
         with step(f"Embedding the app into the binary ({why})"):
-            context = _tar({EMBED_DOCKERFILE: embed_df}, extra=archive.data)
+            context = embed_context(embed_df, archive.data)
+            if context.vendor_files:
+                logger.info("    left out the app's vendor/ (%d files): composer installs it from %s",
+                            context.vendor_files, ", ".join(context.deps) or "composer.json")
             if cfg.keep_package:
                 build_dir.mkdir(parents=True, exist_ok=True)
-                (build_dir / "embed-context.tar").write_bytes(context)
+                (build_dir / "embed-context.tar").write_bytes(context.data)
                 logger.info("    kept the build context: %s", build_dir / "embed-context.tar")
             log = BuildLog(_log_path(cfg, "embed"), "embed", redact=(cfg.github_token or "",))
             tag = f"{EMBED_REPOSITORY}:{key[:16]}"
             with token_server(cfg.github_token) as url:
-                engine.build(
-                    context=context, dockerfile=EMBED_DOCKERFILE, tag=tag,
+                # the Dockerfile labels the image (LABEL_ROLE=embed, LABEL_EMBED_KEY) in one step
+                embed_id = engine.build(
+                    context=context.data, dockerfile=EMBED_DOCKERFILE, tag=tag,
                     buildargs={"BASE_IMAGE": base_id, "COMPOSER_IMAGE": cfg.builder.composer_image,
-                               "SECRET_URL": url},
-                    labels={LABEL_ROLE: "embed", LABEL_EMBED_KEY: key}, log=log,
-                    network_mode="host" if url else None, platform=_platform_arg(cfg),
+                               "SECRET_URL": url, "EMBED_KEY": key},
+                    labels={}, log=log, network_mode="host" if url else None, platform=_platform_arg(cfg),
+                    remove_stages=False,
                 )
             steps += log.steps
+            deps = deps_step(log.step_records)
+            deps_cached = bool(deps and deps.cached)
+            if deps is not None and deps.layer:
+                # before the composer stage's image goes, or its untagged parents go with it
+                _pin_deps_layer(engine, deps_tag(cfg.dist_dir), deps.layer)
+            engine.remove_stage_images(log.stage_images, keep=embed_id)
+            if deps is not None:
+                logger.info("    dependencies (%s): %s", ", ".join(context.deps) or "no composer.json",
+                            "reused from the layer cache" if deps.cached else "installed")
             try:
                 data = engine.read_file(tag, f"/go/src/app/dist/frankenphp-linux-{cfg.builder.arch}")
             finally:
@@ -310,6 +430,9 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         tmp.write_bytes(data)
         os.chmod(tmp, 0o755)
+        # deterministic, and what the trees want: they hard-link this file when its mode
+        # and mtime are already theirs (assemble never changes a linked file's metadata)
+        os.utime(tmp, (cfg.source_date_epoch, cfg.source_date_epoch))
         version = ""
         if cfg.builder.arch == _host_arch():
             version = verify_binary(tmp, build_dir)
@@ -321,10 +444,22 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         hashes.save()
         logger.info("    binary: %s (%.1f MB)", out, out.stat().st_size / 1e6)
         return BinaryResult(out, rebuilt=True, base_built=base_built, embed_built=True, docker_steps=steps,
-                            version_output=version)
+                            version_output=version, deps_cached=deps_cached)
     finally:
         if owns_engine:
             engine.__exit__(None, None, None)
+
+
+def _pin_deps_layer(engine: DockerEngine, tag: str, layer: str) -> None:
+    """Point ``tag`` at the composer-install layer; drop the layer it pinned before if unused."""
+    repository, name = tag.split(":", 1)
+    before = engine.image(tag)
+    now = engine.image(layer)
+    if now is None or (before is not None and before.id == now.id):
+        return
+    engine.tag(now.id, repository, name)
+    if before is not None:
+        engine.remove_if_unused(before.id)
 
 
 def _platform_arg(cfg: BuildConfig) -> str | None:

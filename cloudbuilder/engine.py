@@ -20,7 +20,18 @@ from .log import logger
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
+CACHED_RE = re.compile(r"^ ---> Using cache$")
 TAIL_LINES = 25
+
+
+@dataclass
+class BuildStep:
+    """One Dockerfile step as the classic builder reported it."""
+
+    number: int
+    instruction: str
+    cached: bool = False  # "Using cache": no container ran for it
+    layer: str | None = None  # the image id after the step (short)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class BuildLog:
         self.redact = tuple(r for r in redact if r)
         self.tail: list[str] = []
         self.steps = 0
+        self.step_records: list[BuildStep] = []
         # The last image of each finished build stage (the classic builder
         # leaves them behind untagged in multi-stage builds).
         self.stage_images: list[str] = []
@@ -56,11 +68,16 @@ class BuildLog:
         layer = LAYER_RE.match(text)
         if layer:
             self._last_layer = layer.group(1)
+            if self.step_records and self.step_records[-1].layer is None:
+                self.step_records[-1].layer = layer.group(1)
+        if CACHED_RE.match(text) and self.step_records:
+            self.step_records[-1].cached = True
         m = STEP_RE.match(text)
         if m and m.group(3).upper().startswith("FROM ") and self._last_layer and self.steps > 0:
             self.stage_images.append(self._last_layer)
         if m:
             self.steps += 1
+            self.step_records.append(BuildStep(int(m.group(1)), m.group(3)))
             logger.info("    [%s %5.1fs] step %s/%s: %s", self.stage, time.monotonic() - self.started,
                         m.group(1), m.group(2), m.group(3)[:100])
         elif text.startswith("==> "):  # the builder's own progress lines
@@ -139,6 +156,16 @@ class DockerEngine:
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self.client.images.get(image_id).tag(repository, tag)
 
+    def remove_if_unused(self, image_id: str) -> bool:
+        """Remove an image (and its untagged parents) unless it is tagged, has children or is in use."""
+        try:
+            if self.client.images.get(image_id).tags:
+                return False
+            self.client.images.remove(image_id, noprune=False)
+        except (self._errors.ImageNotFound, self._errors.APIError):
+            return False
+        return True
+
     # -- builds -------------------------------------------------------------
 
     def build(
@@ -152,15 +179,22 @@ class DockerEngine:
         log: BuildLog,
         network_mode: str | None = None,
         platform: str | None = None,
+        nocache: bool = False,
+        remove_stages: bool = True,
     ) -> str:
-        """Build from an in-memory tar context; returns the image id. Streams into ``log``."""
+        """Build from an in-memory tar context; returns the image id. Streams into ``log``.
+
+        ``nocache``: run every step, reusing no layer (a real rebuild).  With
+        ``remove_stages`` False the caller removes the earlier stages' images
+        itself (``remove_stage_images``), after tagging a layer it wants kept.
+        """
         image_id = None
         error = None
         try:
             stream = self.client.api.build(
                 fileobj=io.BytesIO(context), custom_context=True, dockerfile=dockerfile, tag=tag,
                 buildargs=dict(buildargs), labels=dict(labels), rm=True, forcerm=True, decode=True,
-                network_mode=network_mode, platform=platform,
+                network_mode=network_mode, platform=platform, nocache=nocache,
             )
             for chunk in stream:
                 if "stream" in chunk:
@@ -186,10 +220,11 @@ class DockerEngine:
             if info is None:
                 raise log.failure(f"docker build of {tag} produced no image")
             image_id = info.id
-        self._remove_stage_images(log.stage_images, keep=image_id)
+        if remove_stages:
+            self.remove_stage_images(log.stage_images, keep=image_id)
         return image_id
 
-    def _remove_stage_images(self, ids: list[str], keep: str) -> None:
+    def remove_stage_images(self, ids: list[str], keep: str) -> None:
         """Drop the untagged images of earlier stages (a composer stage is ~250 MB per app change)."""
         for short in ids:
             try:

@@ -49,6 +49,30 @@ class HashCache:
         self._dirty = True
         return digest
 
+    def record(self, file: Path, digest: str) -> None:
+        """Note ``digest`` for ``file`` as it is now: for a file just written from, or
+        hard-linked to, content whose digest is known (no need to read it again)."""
+        st = file.stat()
+        self._data[str(file.resolve())] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest]
+        self._dirty = True
+
+    def relinked(self, file: Path) -> None:
+        """``file`` got another hard link: that changes the inode's ctime, not its content.
+
+        Refresh the entries of every known path of that inode whose size and mtime
+        are unchanged, so the next build does not read 100+ MB again.
+        """
+        st = file.stat()
+        for key, hit in self._data.items():
+            if hit[3] == st.st_ino and hit[:2] == [st.st_size, st.st_mtime_ns]:
+                try:
+                    same = os.stat(key).st_ino == st.st_ino and os.stat(key).st_dev == st.st_dev
+                except OSError:
+                    same = False
+                if same:
+                    hit[2] = st.st_ctime_ns
+                    self._dirty = True
+
     def save(self) -> None:
         if self._dirty:
             write_atomic(self.path, json.dumps(self._data, sort_keys=True).encode())

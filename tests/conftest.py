@@ -20,10 +20,60 @@ TIERS = ("unit", "integration", "system")
 
 
 def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier (its directory); run them in tier order, unit first."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+    rank = {tier: i for i, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: min((rank[m.name] for m in item.iter_markers() if m.name in rank), default=len(TIERS)))
+
+
+# Programs that come from the machine setup (scripts/setup.sh: apt packages and the
+# Docker engine). The unit tier must run with Python alone (scripts/test.sh -m unit
+# makes only a venv), a POSIX shell and git: a unit test that runs one of these
+# belongs in tests/integration.
+APT_ONLY_PROGRAMS = frozenset({
+    "docker", "dockerd", "docker-compose", "debootstrap", "systemd-nspawn", "machinectl", "nsenter",
+    "dpkg", "dpkg-deb", "dpkg-scanpackages", "dpkg-query", "lintian", "apt-ftparchive", "apt-get",
+    "rpm", "rpmbuild", "rpmsign", "rpmlint", "rpm2cpio", "createrepo_c", "dnf", "cpio",
+    "gpg", "gpgconf", "gpg-agent", "curl", "xz", "zstd", "ip", "man", "readelf", "objdump", "ar", "fpm",
+})
+
+
+class UnitTierViolation(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_needs_no_setup(request, monkeypatch):
+    """In the unit tier, running an apt-installed program or reaching a Docker engine fails the test."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    real_popen = subprocess.Popen
+
+    class GuardedPopen(real_popen):  # type: ignore[misc, valid-type]
+        def __init__(self, args, *a, **kw):
+            argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+            program = os.path.basename(os.fsdecode(argv[0]).split()[0]) if argv and argv[0] else ""
+            if program in APT_ONLY_PROGRAMS:
+                raise UnitTierViolation(f"a unit test ran {program!r}, which comes from apt (scripts/setup.sh); "
+                                        "mock it, or move the test to tests/integration")
+            super().__init__(args, *a, **kw)
+
+    def no_engine(*_a, **_kw):
+        raise UnitTierViolation("a unit test reached for the Docker engine; use a fake, or move it to tests/integration")
+
+    monkeypatch.setattr(subprocess, "Popen", GuardedPopen)
+    try:
+        import docker
+
+        monkeypatch.setattr(docker, "from_env", no_engine)
+        monkeypatch.setattr(docker, "DockerClient", no_engine)
+    except ImportError:
+        pass
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ and rootfs images are cached fixtures and stay.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudbuilder.binary import EMBED_REPOSITORY, LABEL_ROLE, build_binary
+from cloudbuilder.binary import DEPS_STEP, EMBED_REPOSITORY, LABEL_ROLE, build_binary, deps_tag
 from cloudbuilder.config import AppFacts, Layer, resolve
 from cloudbuilder.engine import DockerEngine
 from cloudbuilder.errors import BuildError, ConfigError
@@ -45,9 +46,13 @@ def engine(docker_client):
 
 
 @pytest.fixture
-def base_repo(docker_client):
+def base_repo(docker_client, tmp_path):
     repo = f"orangescrum-test-base-{uuid.uuid4().hex[:8]}"
     yield repo
+    try:  # the dependency layer this test's dist dir pinned (other dist dirs' tags stay)
+        docker_client.images.remove(deps_tag(tmp_path / "dist"))
+    except Exception:
+        pass
     for img in docker_client.images.list(filters={"label": f"{LABEL_ROLE}"}):
         if any(t.startswith(repo + ":") for t in img.tags) or any(t.startswith(EMBED_REPOSITORY) for t in img.tags):
             docker_client.images.remove(img.id, force=True)
@@ -215,3 +220,61 @@ def test_github_token_is_a_secret_of_the_build_not_of_the_image(tmp_path, engine
         assert b"ghp_CanaryToken_c0ffee" not in saved
         history = str(image.history())
         assert "ghp_CanaryToken_c0ffee" not in history
+
+
+def embed_log_steps(tmp_path: Path) -> list[str]:
+    """The step lines of the newest embed build log, each followed by whether it came from the cache."""
+    log = max((tmp_path / "dist/logs").glob("embed-*.log"), key=lambda p: p.stat().st_mtime_ns).read_text()
+    out = []
+    for block in log.split("\nStep ")[1:]:
+        head = block.splitlines()[0].split(" : ", 1)[1]
+        out.append(f"{head} | {'Using cache' if chr(10) + ' ---> Using cache' in chr(10) + block else 'ran'}")
+    return out
+
+
+def test_app_only_change_reuses_the_composer_layer_and_composer_json_change_reruns_it(
+        tmp_path, engine, app, base_repo, docker_client):
+    # a composer.json of its own: the engine's layer cache is shared with every other build
+    meta = json.loads((app / "composer.json").read_text())
+    meta["description"] = f"test {uuid.uuid4().hex}"
+    (app / "composer.json").write_text(json.dumps(meta, indent=4))
+    cfg = make_cfg(tmp_path, app, base_repo)
+    cold = build_binary(cfg, engine)
+    assert cold.deps_cached is False
+    pinned = docker_client.images.get(deps_tag(cfg.dist_dir)).id
+
+    # an app-only change: composer install comes from the cache, the autoloader is dumped again
+    (app / "src" / "Extra.php").write_text("<?php\nnamespace App;\nclass Extra {}\n")
+    app_change = build_binary(cfg, engine)
+    assert app_change.embed_built and app_change.deps_cached is True
+    steps = embed_log_steps(tmp_path)
+    assert [s for s in steps if s.startswith(DEPS_STEP)][0].endswith("| Using cache")
+    assert [s for s in steps if s.startswith("RUN composer dump-autoload")][0].endswith("| ran")
+    assert docker_client.images.get(deps_tag(cfg.dist_dir)).id == pinned
+    # the new class is in the authoritative classmap of the embedded app
+    done = subprocess.run([str(app_change.path), "php-cli", "-r",
+                           "require 'vendor/autoload.php'; echo class_exists('App\\\\Extra') ? 'yes' : 'no';"],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)})
+    assert done.stdout.strip() == "yes", done.stderr
+
+    # composer.json changed: composer install runs again; the old layer is not kept
+    meta["autoload"]["psr-4"]["Extra\\"] = "extra/"
+    (app / "composer.json").write_text(json.dumps(meta, indent=4))
+    deps_change = build_binary(cfg, engine)
+    assert deps_change.deps_cached is False
+    assert [s for s in embed_log_steps(tmp_path) if s.startswith(DEPS_STEP)][0].endswith("| ran")
+    assert docker_client.images.get(deps_tag(cfg.dist_dir)).id != pinned
+    assert pinned not in {i.id for i in docker_client.images.list(all=True)}
+
+
+def test_rebuild_base_builds_without_the_layer_cache(tmp_path, engine, app, base_repo, docker_client):
+    cfg = make_cfg(tmp_path, app, base_repo)
+    build_binary(cfg, engine)
+    first = base_images(docker_client, base_repo)
+    engine.builds.clear()
+    rebuilt = build_binary(make_cfg(tmp_path, app, base_repo, rebuild_base=True), engine)
+    assert rebuilt.base_built and rebuilt.embed_built
+    log = max((tmp_path / "dist/logs").glob("base-*.log"), key=lambda p: p.stat().st_mtime_ns).read_text()
+    assert "Using cache" not in log and "==> Compiling PHP" in log  # every step ran, PHP compiled again
+    now = base_images(docker_client, base_repo)
+    assert len(now) == 1 and now != first  # a new image; the one it replaced is gone

@@ -273,3 +273,98 @@ def test_real_sources_render_for_both_flavors(tmp_path, binary):
                 assert "{{ " not in text and "{%" not in text, planned.dest
     stamp = json.loads((cfg.dist_dir / ".state/docker.json").read_text())
     assert len(stamp["inputs"]) == 64
+
+
+# --------------------------------------------------------------------------
+# One copy of the binary in dist/: hard links, never a changed shared inode
+
+
+def built_binary(cfg, data: bytes = b"#!/bin/sh\necho built\n") -> Path:
+    """A binary where the Docker build leaves it: mode 0755, mtime SOURCE_DATE_EPOCH, written by rename."""
+    out = cfg.dist_dir / "build" / "osv4-prod"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".osv4-prod.tmp")
+    tmp.write_bytes(data + os.urandom(4096))
+    tmp.chmod(0o755)
+    os.utime(tmp, (cfg.source_date_epoch, cfg.source_date_epoch))
+    os.replace(tmp, out)
+    return out
+
+
+def test_dist_holds_the_binary_once_and_both_trees_stay_intact(tmp_path, sources, caplog, monkeypatch):
+    from cloudbuilder.assemble import intact_digest
+
+    cfg = make_cfg(tmp_path)
+    built = built_binary(cfg)
+    caplog.set_level(logging.INFO, logger="cloudbuilder")
+    for flavor in FLAVORS:
+        assert not assemble_tree(cfg, flavor, built, sources=sources).up_to_date
+    placed = [cfg.dist_dir / f / BINARY_PATH[f] for f in FLAVORS]
+    assert {p.stat().st_ino for p in placed} == {built.stat().st_ino}
+    assert built.stat().st_nlink == 3
+    assert "a hard link to" in caplog.text
+    docker_digest, native_digest = intact_digest(cfg, "docker"), intact_digest(cfg, "native")
+    assert docker_digest and native_digest
+    # the shared inode keeps the trees' deterministic metadata
+    assert all((p.stat().st_mode & 0o7777, p.stat().st_mtime) == (0o755, 1700000000) for p in placed)
+    # nothing changed: both are no-ops, and the hash cache needs no re-read after the links
+    with monkeypatch.context() as m:
+        m.setattr("cloudbuilder.fsutil.sha256_file", lambda p: pytest.fail(f"{p} was read again"))
+        for flavor in FLAVORS:
+            assert assemble_tree(cfg, flavor, built, sources=sources).up_to_date
+
+    # re-assembling one tree (a template change) leaves the other one intact
+    (sources / "docker/README.md").write_text("changed\n")
+    assert not assemble_tree(cfg, "docker", built, sources=sources).up_to_date
+    assert intact_digest(cfg, "native") == native_digest
+    assert assemble_tree(cfg, "native", built, sources=sources).up_to_date
+    assert built.stat().st_nlink == 3
+
+    # a new build replaces dist/build/osv4-prod (a new inode): the trees keep the old binary, intact
+    old = placed[0].read_bytes()
+    built_binary(cfg, b"#!/bin/sh\necho rebuilt\n")
+    assert placed[0].read_bytes() == old == placed[1].read_bytes()
+    assert intact_digest(cfg, "native") == native_digest and intact_digest(cfg, "docker") is not None
+    for flavor in FLAVORS:
+        assert not assemble_tree(cfg, flavor, built, sources=sources).up_to_date
+    assert {p.stat().st_ino for p in placed} == {built.stat().st_ino} and built.stat().st_nlink == 3
+
+
+def test_a_binary_outside_dist_is_copied_once_and_never_linked(tmp_path, sources, binary):
+    cfg = make_cfg(tmp_path)
+    for flavor in FLAVORS:
+        assemble_tree(cfg, flavor, binary, sources=sources)
+    docker, native = (cfg.dist_dir / f / BINARY_PATH[f] for f in FLAVORS)
+    assert binary.stat().st_nlink == 1  # --binary's owner may rewrite it in place
+    assert docker.stat().st_ino == native.stat().st_ino and docker.stat().st_nlink == 2
+    assert docker.read_bytes() == binary.read_bytes()
+
+
+def test_the_binary_is_copied_when_its_metadata_is_not_the_trees(tmp_path, sources, caplog):
+    from cloudbuilder.assemble import intact_digest
+
+    cfg = make_cfg(tmp_path)
+    built = built_binary(cfg)
+    os.utime(built, (1600000000, 1600000000))  # e.g. built with another SOURCE_DATE_EPOCH
+    caplog.set_level(logging.INFO, logger="cloudbuilder")
+    assemble_tree(cfg, "docker", built, sources=sources)
+    assert built.stat().st_nlink == 1 and built.stat().st_mtime == 1600000000
+    assert "copying the binary" in caplog.text
+    assert intact_digest(cfg, "docker")
+
+
+def test_hard_link_failure_falls_back_to_a_copy(tmp_path, sources, caplog, monkeypatch):
+    import errno
+
+    cfg = make_cfg(tmp_path)
+    built = built_binary(cfg)
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr("cloudbuilder.assemble.os.link", no_link)
+    caplog.set_level(logging.INFO, logger="cloudbuilder")
+    result = assemble_tree(cfg, "native", built, sources=sources)
+    placed = result.path / BINARY_PATH["native"]
+    assert placed.read_bytes() == built.read_bytes() and placed.stat().st_ino != built.stat().st_ino
+    assert "cannot hard-link" in caplog.text and "Invalid cross-device link" in caplog.text

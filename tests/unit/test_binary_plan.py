@@ -12,15 +12,22 @@ import pytest
 
 from cloudbuilder.archive import archive_app, is_excluded
 from cloudbuilder.binary import (
+    DEPS_STEP,
     LABEL_BASE_HASH,
+    LABEL_EMBED_KEY,
+    LABEL_ROLE,
     base_hash,
+    build_binary,
+    deps_step,
+    deps_tag,
+    embed_context,
     embed_key,
     plan_base,
     plan_embed,
     token_server,
 )
 from cloudbuilder.config import AppFacts, Layer, resolve
-from cloudbuilder.engine import ImageInfo
+from cloudbuilder.engine import BuildLog, ImageInfo
 from cloudbuilder.errors import ConfigError
 
 DF = b"FROM x\n"
@@ -144,3 +151,162 @@ def test_token_server_serves_only_its_secret_path():
             assert resp.read() == b"ghp_canary"
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(url.rsplit("/", 1)[0] + "/guess", timeout=5)
+
+
+# --------------------------------------------------------------------------
+# The embed build: dependencies in their own cached layer, few steps
+
+ROOT = Path(__file__).resolve().parents[2]
+EMBED_DF = (ROOT / "builder/app-embed.Dockerfile").read_bytes()
+
+
+def instructions(dockerfile: bytes) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = dockerfile.decode().replace("\\\n", " ")
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def context_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_embed_dockerfile_installs_the_vendor_tree_before_it_copies_the_app():
+    steps = instructions(EMBED_DF)
+    copy_deps = steps.index("COPY deps/ /app/")
+    install = next(i for i, s in enumerate(steps) if s.startswith(DEPS_STEP))
+    copy_app = steps.index("COPY app/ /app/")
+    dump = next(i for i, s in enumerate(steps) if s.startswith("RUN composer dump-autoload"))
+    assert copy_deps < install < copy_app < dump
+    assert sum(s.startswith(DEPS_STEP) for s in steps) == 1  # deps_step finds exactly this one
+    # together the same as `composer install --no-dev -a --no-scripts --ignore-platform-reqs`
+    for flag in ("--no-dev", "--no-autoloader", "--no-scripts", "--ignore-platform-reqs"):
+        assert flag in steps[install]
+    for flag in ("--no-dev", "--classmap-authoritative", "--no-scripts", "--ignore-platform-reqs"):
+        assert flag in steps[dump]
+    # few steps: the classic builder starts a container for each one after a cache miss
+    assert not any(s.split()[0] in ("WORKDIR", "SHELL", "ENV") for s in steps)
+    final = steps[[i for i, s in enumerate(steps) if s.startswith("FROM ")][-1]:]
+    assert [s.split()[0] for s in final] == ["FROM", "COPY", "ARG", "RUN", "LABEL"]
+    assert f"{LABEL_ROLE}=embed" in final[-1] and f"{LABEL_EMBED_KEY}=${{EMBED_KEY}}" in final[-1]
+
+
+def test_embed_context_puts_what_composer_install_reads_apart(tmp_path):
+    app = tmp_path / "app"
+    files = {
+        "composer.json": '{"require": {"acme/lib": "*"}, "repositories": [{"type": "path", "url": "./packages/*"},'
+                         ' {"type": "vcs", "url": "https://example.test/x.git"}]}',
+        "composer.lock": "{}",
+        "packages/lib/composer.json": '{"name": "acme/lib"}',
+        "packages/lib/src/Lib.php": "<?php",
+        "src/App.php": "<?php",
+        "vendor/old/leftover.php": "<?php // a developer's vendor dir",
+        "vendor/autoload.php": "<?php",
+    }
+    for rel, text in files.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(text)
+    archive = archive_app(app, epoch=1700000000)
+    ctx = embed_context(EMBED_DF, archive.data)
+    members = context_members(ctx.data)
+    assert ctx.deps == ("composer.json", "composer.lock", "packages/lib/composer.json", "packages/lib/src/Lib.php")
+    assert {n for n in members if n.startswith("deps/") and members[n].isfile()} == {f"deps/{d}" for d in ctx.deps}
+    assert {"app/src/App.php", "app/composer.json", "app/packages/lib/src/Lib.php"} <= set(members)
+    assert not any(n.startswith("app/vendor") for n in members) and ctx.vendor_files == 2
+    assert members["app-embed.Dockerfile"].isfile() and members["deps"].isdir()
+    # only what composer reads changes deps/: an app-only change leaves it byte for byte
+    (app / "src/App.php").write_text("<?php // changed")
+    changed = embed_context(EMBED_DF, archive_app(app, epoch=1700000000).data)
+    deps_of = lambda c: {n: context_members(c.data)[n].size for n in context_members(c.data) if n.startswith("deps")}  # noqa: E731
+    assert deps_of(changed) == deps_of(ctx)
+    with tarfile.open(fileobj=io.BytesIO(changed.data)) as a, tarfile.open(fileobj=io.BytesIO(ctx.data)) as b:
+        for name in ctx.deps:
+            assert a.extractfile(f"deps/{name}").read() == b.extractfile(f"deps/{name}").read()
+
+
+def test_embed_context_of_an_app_without_composer_json(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/index.php").write_text("<?php")
+    ctx = embed_context(EMBED_DF, archive_app(tmp_path / "app", epoch=0).data)
+    assert ctx.deps == () and context_members(ctx.data)["deps"].isdir()  # composer says what is missing
+
+
+def test_the_build_log_records_which_steps_came_from_the_cache(tmp_path):
+    log = BuildLog(tmp_path / "embed.log", "embed")
+    for line in ["Step 1/5 : FROM composer", " ---> e292c7dab951", "Step 2/5 : COPY deps/ /app/", " ---> Using cache",
+                 " ---> 2aa699c693a3", f"Step 3/5 : {DEPS_STEP} --working-dir=/app", " ---> Using cache",
+                 " ---> 7119bb5bb4df", "Step 4/5 : COPY app/ /app/", " ---> e579e201ad4a",
+                 "Step 5/5 : RUN composer dump-autoload", " ---> Running in 47e5b22fe58e", "Generating",
+                 "Removing intermediate container 47e5b22fe58e", " ---> 6b7ea344ac07"]:
+        log.line(line)
+    log.close()
+    step = deps_step(log.step_records)
+    assert step is not None and step.cached and step.layer == "7119bb5bb4df" and step.number == 3
+    assert [s.cached for s in log.step_records] == [False, True, True, False, False]
+    assert log.step_records[-1].layer == "6b7ea344ac07"
+
+
+def test_each_dist_dir_pins_its_own_dependency_layer(tmp_path):
+    assert deps_tag(tmp_path / "a") != deps_tag(tmp_path / "b")
+    assert deps_tag(tmp_path / "a") == deps_tag(tmp_path / "x" / ".." / "a")
+
+
+class FakeEngine:
+    """Just enough of DockerEngine for build_binary to plan and run (no daemon)."""
+
+    def __init__(self, binary: bytes) -> None:
+        self.builds: list[dict] = []
+        self.binary = binary
+        self.bases: list[ImageInfo] = []
+        self.base_builds = 0
+
+    def images_with_label(self, label, value=None):
+        return list(self.bases)
+
+    def ensure_image(self, ref, hint):
+        return ImageInfo(id="sha256:builder", tags=(ref,), labels={}, created="")
+
+    def image(self, ref):
+        return None
+
+    def build(self, **kw):
+        self.builds.append(kw)
+        kw["log"].line("Step 1/1 : RUN true")
+        kw["log"].close()
+        if kw["labels"].get(LABEL_BASE_HASH):  # every base build makes a new image
+            self.base_builds += 1
+            base_id = f"sha256:base{self.base_builds}"
+            self.bases = [ImageInfo(id=base_id, tags=(kw["tag"],), labels=kw["labels"], created="1")]
+            return base_id
+        return "sha256:embed"
+
+    def tag(self, *a):
+        pass
+
+    def remove_if_unused(self, image_id):
+        return False
+
+    def remove_stage_images(self, ids, keep):
+        pass
+
+    def read_file(self, image, path):
+        return self.binary
+
+    def remove_image(self, ref):
+        pass
+
+
+def test_rebuild_base_builds_without_the_layer_cache(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "composer.json").write_text("{}")
+    fake = FakeEngine(b"#!/bin/sh\necho FrankenPHP v1.12.7 fake\n")
+    values = {"app": str(app), "dist_dir": str(tmp_path / "dist"), "builder.image": "mirror.test/frankenphp:1",
+              "source_date_epoch": "1700000000"}
+    first = build_binary(cfg(**values), fake)
+    assert first.base_built and [b.get("nocache", False) for b in fake.builds] == [False, False]
+    assert (first.path.stat().st_mode & 0o777, first.path.stat().st_mtime) == (0o755, 1700000000)
+    fake.builds.clear()
+    again = build_binary(cfg(**values, rebuild_base=True), fake)
+    assert again.base_built and fake.builds[0]["nocache"] is True
+    assert not fake.builds[1].get("nocache")  # the embed stage on the new base may use the cache
