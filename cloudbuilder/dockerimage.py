@@ -24,6 +24,7 @@ from .assemble import BINARY_PATH
 from .config import BuildConfig
 from .engine import BuildLog, DockerEngine
 from .errors import ConfigError
+from .escape import docker_tag
 from .log import logger, step
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -70,7 +71,7 @@ def rfc3339(epoch: int) -> str:
 
 
 def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "") -> RuntimeImagePlan:
-    """Tags ``<image_name>:<version>`` and ``:latest``; OCI labels from the build args.
+    """Tags ``<image_name>:<version as a Docker tag>`` and ``:latest``; OCI labels from the build args.
 
     ``binary_sha256`` lets the Dockerfile check that the image got this very
     binary (a build cache can serve a stale same-size copy; see the Dockerfile).
@@ -78,7 +79,7 @@ def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "")
     return RuntimeImagePlan(
         tree=cfg.dist_dir / "docker",
         repository=cfg.docker.image_name,
-        tags=(cfg.version, "latest"),
+        tags=(docker_tag(cfg.version), "latest"),
         base_image=cfg.docker.runtime_image,
         buildargs={
             "RUNTIME_IMAGE": cfg.docker.runtime_image,

@@ -60,3 +60,28 @@ def test_valid_edge_values_render_every_file(tmp_path, values):
     for script in shells:
         done = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, f"{script}: {done.stderr}"
+
+
+@pytest.mark.parametrize(("version", "tag"), [("4.1.0", "4.1.0"), ("4.1.0~rc1", "4.1.0-rc1"),
+                                              ("4.1.0+git.3", "4.1.0_git.3"), ("4.1.0~rc1+b2", "4.1.0-rc1_b2")])
+def test_a_deb_rpm_version_becomes_a_valid_docker_tag(tmp_path, version, tag):
+    """`~` and `+` are valid in deb/rpm versions, never in a Docker tag: image and compose file agree on the tag."""
+    import re
+
+    import yaml
+
+    from cloudbuilder.dockerimage import plan_runtime_image
+
+    binary = tmp_path / "frankenphp"
+    binary.write_bytes(b"#!/bin/sh\n")
+    binary.chmod(0o755)
+    layer = Layer("flag", {"app": str(tmp_path), "dist_dir": str(tmp_path / "dist"), "version": version,
+                           "source_date_epoch": "1700000000"})
+    cfg = resolve([layer], cwd=tmp_path, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+    compose = yaml.safe_load((assemble_tree(cfg, "docker", binary).path / "docker-compose.yaml").read_text())
+    images = {svc["image"] for svc in compose["services"].values() if "image" in svc and "orangescrum/" in svc["image"]}
+    assert images == {f"orangescrum/orangescrum:{tag}"}
+    plan = plan_runtime_image(cfg, "rev")
+    assert plan.tags == (tag, "latest")
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", plan.tags[0])
+    assert plan.buildargs["VERSION"] == version  # the OCI label keeps the real version
