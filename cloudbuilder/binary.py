@@ -19,7 +19,6 @@ import io
 import json
 import os
 import secrets
-import subprocess
 import tarfile
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import __version__
+from . import __version__, runner
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
 from .engine import BuildLog, DockerEngine, ImageInfo
@@ -206,9 +205,9 @@ def verify_binary(path: Path, workdir: Path) -> str:
     tmp = workdir / "verify-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=120,
-                              env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)}, check=False)
-    except OSError as exc:
+        done = runner.run([str(path), "version"], what="the built binary", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)})
+    except (runner.ProgramNotFound, runner.NotStartable) as exc:
         raise BuildError(f"the built binary does not run ({exc}); see the build log under {workdir.parent / 'logs'}") from None
     if done.returncode != 0:
         raise BuildError(f"`{path.name} version` failed with exit code {done.returncode}: "

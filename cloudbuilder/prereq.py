@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import runner
 from .config import BuildConfig
 from .envcheck import validate_env_file
 
@@ -48,9 +48,8 @@ def _docker_ping() -> str | None:
 
 def _compose_version() -> str | None:
     try:
-        done = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
-                              text=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
+        done = runner.run(["docker", "compose", "version", "--short"], what="docker compose version", timeout=20)
+    except runner.NOT_RUN:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 

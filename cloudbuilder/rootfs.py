@@ -22,13 +22,13 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import runner
 from .errors import PrerequisiteError
 
 logger = logging.getLogger("cloudbuilder")
@@ -139,13 +139,10 @@ def rootfs_key(packages: Sequence[str], *, suite: str, variant: str, mirror: str
 
 
 def _run(argv: list[str], what: str, *, timeout: float) -> None:
-    logger.debug("$ %s", " ".join(argv))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise PrerequisiteError(f"{what}: `{argv[0]}` is not installed; install it (apt-get install {argv[0]})") from None
-    except subprocess.TimeoutExpired:
-        raise PrerequisiteError(f"{what}: `{argv[0]}` did not finish within {timeout:.0f}s") from None
+        proc = runner.run(argv, what=what, timeout=timeout, prefix="$ ")
+    except (runner.CommandTimeout, runner.NotStartable) as exc:
+        raise PrerequisiteError(str(exc)) from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise PrerequisiteError(f"{what} failed (exit {proc.returncode}):\n{tail}")

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from .. import runner
 from ..errors import PrerequisiteError
 from ..escape import NFPM_DOLLAR_VAR, nfpm_field
 from .backends import Invocation, Layout
@@ -45,8 +45,8 @@ MIN_VERSION = (2, 42, 0)
 def installed_version(program: str = "nfpm") -> tuple[int, ...] | None:
     """The version `nfpm --version` reports (GitVersion: 2.48.0), or None if unknown."""
     try:
-        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
+        out = runner.run([program, "--version"], what=f"{program} --version", timeout=30).stdout
+    except runner.NOT_RUN:
         return None
     match = re.search(r"GitVersion:\s*v?(\d+)\.(\d+)\.(\d+)", out)
     return tuple(int(x) for x in match.groups()) if match else None
