@@ -27,12 +27,12 @@ import io
 import os
 import re
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import git
 from .errors import BuildError
 from .log import logger
 
@@ -121,37 +121,13 @@ def _build_excluded(rel: str, excludes: Sequence[tuple[str, bool]] = DEFAULT_EXC
     return False
 
 
-def _git_toplevel(path: Path) -> Path | None:
-    try:
-        done = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-                              capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
-
-
-def _committed_treeish(app: Path, top: Path) -> str | None:
-    """``HEAD[:sub]`` when ``app`` is committed in its repository, else None."""
-    sub = app.resolve().relative_to(top.resolve()).as_posix()
-    treeish = "HEAD" if sub == "." else f"HEAD:{sub}"
-    done = subprocess.run(["git", "-C", str(top), "rev-parse", "--verify", "--quiet", f"{treeish}^{{tree}}"],
-                          capture_output=True, text=True, timeout=30, check=False)
-    return treeish if done.returncode == 0 else None
+_git_toplevel = git.toplevel
+_committed_treeish = git.committed_treeish
 
 
 def _git_members(app: Path, top: Path, treeish: str) -> Iterator[tuple[str, int, bytes | str]]:
     """(relpath, mode, content-or-link-target) of the committed tree of ``app``."""
-    try:
-        done = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", treeish],
-                              capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BuildError(f"git archive of {app} failed: {exc}") from None
-    if done.returncode != 0:
-        raise BuildError(
-            f"git archive of {app} failed: {done.stderr.decode(errors='replace').strip()}; "
-            "commit the app (git archive ships what is committed) or fix the repository"
-        )
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(git.archive_tar(app, top, treeish))) as tar:
         for m in tar.getmembers():
             if m.isfile():
                 f = tar.extractfile(m)
@@ -159,9 +135,7 @@ def _git_members(app: Path, top: Path, treeish: str) -> Iterator[tuple[str, int,
                 yield m.name, m.mode, f.read()
             elif m.issym():
                 yield m.name, m.mode, m.linkname
-    status = subprocess.run(["git", "-C", str(app), "status", "--porcelain", "--", "."],
-                            capture_output=True, text=True, timeout=60, check=False)
-    if status.stdout.strip():
+    if git.has_uncommitted_changes(app):
         logger.warning("    note: %s has uncommitted changes; git archive ships the last commit only", app)
 
 
@@ -182,20 +156,10 @@ def _git_listed(app: Path, top: Path) -> list[str] | None:
     None when the enclosing repository ignores ``app`` as a whole: its rules
     then say nothing about the app's own files.
     """
-    def git(*args: str) -> subprocess.CompletedProcess[bytes]:
-        try:
-            return subprocess.run(["git", "-C", str(app), *args], capture_output=True, timeout=600, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise BuildError(f"git ls-files in {app} failed: {exc}") from None
-
-    if app.resolve() != top.resolve() and git("check-ignore", "-q", "--", ".").returncode == 0:
+    if app.resolve() != top.resolve() and git.is_ignored(app):
         return None
-    done = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
-    if done.returncode != 0:
-        raise BuildError(f"git ls-files in {app} failed: {done.stderr.decode(errors='replace').strip()}; "
-                         "fix the repository, or commit the app")
     listed: set[str] = set()
-    for raw in done.stdout.split(b"\0"):
+    for raw in git.offered_files(app).split(b"\0"):
         rel = os.fsdecode(raw).rstrip("/")
         if not rel or _build_excluded(rel):  # as the walk prunes them: node_modules can be huge
             continue

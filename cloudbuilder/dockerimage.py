@@ -13,13 +13,13 @@ import hashlib
 import io
 import json
 import re
-import subprocess
 import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import git
 from .assemble import BINARY_PATH
 from .config import BuildConfig
 from .engine import BuildLog, DockerEngine
@@ -178,9 +178,4 @@ def _sha256(path: Path) -> str:
 
 def _revision(cfg: BuildConfig) -> str:
     """The app's commit (org.opencontainers.image.revision), or "unknown"."""
-    try:
-        done = subprocess.run(["git", "-C", str(cfg.app), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=False, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+    return git.head_revision(cfg.app) or "unknown"
