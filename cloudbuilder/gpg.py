@@ -1,4 +1,4 @@
-"""The one adapter for GnuPG.
+"""The one adapter for GnuPG (gpg itself, and rpmsign signing with it).
 
 Signing always names the key (``--local-user <fingerprint>``) and may use its
 own GnuPG home (setting ``release.gnupghome``).  Key material is never printed:
@@ -209,6 +209,16 @@ class Gpg:
             if self.homedir is not None:
                 defines += ["--define", f"_gpg_path {self.homedir}"]
             yield defines
+
+    def sign_rpm(self, path: Path) -> None:
+        """Add a signature header to ``path`` in place (rpmsign, with this home, key and passphrase)."""
+        gpg_program = runner.which("gpg") or "gpg"
+        with self.rpmsign_macros() as macros:
+            try:
+                run_tool(["rpmsign", "--addsign", "--define", f"__gpg {gpg_program}", *macros, str(path)],
+                         what=f"rpmsign {path.name}", env=self.env())
+            except BuildError as exc:
+                raise explain_signing_failure(exc) from None
 
     # -- verifying -------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from .assemble import BINARY_PATH, FLAVORS, OPERATOR_FILES, Flavor, tree_fingerp
 from .config import BuildConfig
 from .errors import BuildError, ConfigError, PrerequisiteError, VerificationError
 from .fsutil import HashCache, fresh_temp_dir, sha256_file, swap_into_place, write_atomic
-from .gpg import Gpg, explain_signing_failure, run_tool
+from .gpg import Gpg, run_tool
 from .log import logger, step
 from .repo import DebInfo, RpmInfo
 
@@ -383,13 +383,7 @@ def _link_tree(src: Path, dest: Path) -> None:
 
 def sign_rpm(gpg: Gpg, path: Path) -> None:
     """Add a signature header to ``path`` in place (rpmsign, with gpg's home and key)."""
-    gpg_program = shutil.which("gpg") or "gpg"
-    with gpg.rpmsign_macros() as macros:
-        try:
-            run_tool(["rpmsign", "--addsign", "--define", f"__gpg {gpg_program}", *macros, str(path)],
-                     what=f"rpmsign {path.name}", env=gpg.env())
-        except BuildError as exc:
-            raise explain_signing_failure(exc) from None
+    gpg.sign_rpm(path)
 
 
 @contextlib.contextmanager
