@@ -192,7 +192,7 @@ def _ensure_builder_image(engine: DockerEngine, cfg: BuildConfig) -> str:
         from .standin import ensure_standin_image
 
         with step(f"Stand-in builder image {ref}"):
-            return ensure_standin_image(engine.client, ref)
+            return ensure_standin_image(engine, ref)
     return engine.ensure_image(
         ref,
         f"set builder.image (OSCB_BUILDER_IMAGE) to a mirror that has it, or to the local stand-in "

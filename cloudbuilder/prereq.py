@@ -11,6 +11,7 @@ from typing import Literal
 
 from . import runner
 from .config import BuildConfig
+from .engine import engine_status
 from .envcheck import validate_env_file
 
 Status = Literal["OK", "MISSING", "WARN", "SKIP"]
@@ -33,17 +34,8 @@ MIN_FREE_GB_ASSEMBLY = 1
 
 
 def _docker_ping() -> str | None:
-    """None when the engine answers, else why not."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        client.ping()
-        version = client.version().get("Version", "?")
-        client.close()
-    except Exception as exc:  # the SDK raises many kinds; all mean "not reachable"
-        return str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
-    return f"engine {version}"
+    """``engine <version>`` when the engine answers, else why not."""
+    return engine_status(timeout=5)
 
 
 def _compose_version() -> str | None:
