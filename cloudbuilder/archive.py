@@ -22,7 +22,6 @@ same content hash.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import io
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from . import git
 from .errors import BuildError
 from .log import logger
+from .reproducible import GNU_FORMAT, TarEntry, parent_dirs, sha256_bytes, tar_bytes
 
 # (pattern, anywhere?): anywhere=False matches only the first path component.
 DEFAULT_EXCLUDES: tuple[tuple[str, bool], ...] = (
@@ -315,30 +315,15 @@ def archive_app(app: Path, *, epoch: int, prefix: str = "app/",
     for link in outside:
         logger.warning("    symlink %s points outside the app (archived: app_external_symlinks is set)", link)
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        dirs: set[str] = set()
-        for rel in kept:
-            parent = PurePosixPath(rel).parent
-            while str(parent) != ".":
-                dirs.add(str(parent))
-                parent = parent.parent
-        entries = sorted([(d, None) for d in dirs] + [(r, kept[r]) for r in kept], key=lambda e: e[0])
-        for rel, item in entries:
-            info = tarfile.TarInfo(prefix + rel)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
-            if item is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-                continue
-            mode, content = item
-            if isinstance(content, str):
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, content, 0o777
-                tar.addfile(info)
-            else:
-                info.mode = 0o755 if mode & 0o111 else 0o644
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-    data = buf.getvalue()
-    return AppArchive(data=data, sha256=hashlib.sha256(data).hexdigest(), method=method,
+    def entry(rel: str, item: tuple[int, bytes | str] | None) -> TarEntry:
+        if item is None:
+            return TarEntry.dir(prefix + rel)
+        mode, content = item
+        if isinstance(content, str):
+            return TarEntry.symlink(prefix + rel, content)
+        return TarEntry.file(prefix + rel, content, 0o755 if mode & 0o111 else 0o644)
+
+    rows = sorted([(d, None) for d in parent_dirs(kept)] + [(r, kept[r]) for r in kept], key=lambda e: e[0])
+    data = tar_bytes((entry(rel, item) for rel, item in rows), format=GNU_FORMAT, mtime=epoch)
+    return AppArchive(data=data, sha256=sha256_bytes(data), method=method,
                       files=len(kept), excluded=tuple(sorted(excluded)), credentials=tuple(sorted(credentials)))

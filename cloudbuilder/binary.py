@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
 import json
 import os
 import secrets
-import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +33,7 @@ from .engine import BuildLog, DockerEngine, ImageInfo
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, write_atomic
 from .log import logger, step
+from .reproducible import PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -128,17 +127,10 @@ class BinaryResult:
 
 def _tar(files: dict[str, bytes], extra: bytes | None = None) -> bytes:
     """A build context: ``files`` plus the members of the tar ``extra``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as out:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            out.addfile(info, io.BytesIO(data))
-        if extra is not None:
-            with tarfile.open(fileobj=io.BytesIO(extra)) as src:
-                for m in src.getmembers():
-                    out.addfile(m, src.extractfile(m) if m.isfile() else None)
-    return buf.getvalue()
+    entries = [TarEntry.file(name, data) for name, data in sorted(files.items())]
+    if extra is not None:
+        entries += tar_members(extra)
+    return tar_bytes(entries, format=PAX_FORMAT, mtime=0)
 
 
 @contextmanager

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from .. import runner
 from ..errors import PrerequisiteError
 from ..escape import NFPM_DOLLAR_VAR, nfpm_field
+from ..reproducible import rfc3339
 from .backends import Invocation, Layout
 from .spec import Format, PackageSpec
 
@@ -54,10 +54,6 @@ def installed_version(program: str = "nfpm") -> tuple[int, ...] | None:
 
 class Octal(int):
     """An int that the YAML writer prints as an octal file mode (0755)."""
-
-
-def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
