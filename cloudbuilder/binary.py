@@ -22,12 +22,9 @@ import copy
 import fnmatch
 import hashlib
 import http.server
-import io
 import json
 import os
 import secrets
-import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from . import __version__
+from . import __version__, runner
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
 from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, write_atomic
 from .log import logger, step
+from .reproducible import PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -143,17 +141,10 @@ class BinaryResult:
 
 def _tar(files: dict[str, bytes], extra: bytes | None = None) -> bytes:
     """A build context: ``files`` plus the members of the tar ``extra``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as out:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            out.addfile(info, io.BytesIO(data))
-        if extra is not None:
-            with tarfile.open(fileobj=io.BytesIO(extra)) as src:
-                for m in src.getmembers():
-                    out.addfile(m, src.extractfile(m) if m.isfile() else None)
-    return buf.getvalue()
+    entries = [TarEntry.file(name, data) for name, data in sorted(files.items())]
+    if extra is not None:
+        entries += tar_members(extra)
+    return tar_bytes(entries, format=PAX_FORMAT, mtime=0)
 
 
 @dataclass(frozen=True)
@@ -295,7 +286,7 @@ def _ensure_builder_image(engine: DockerEngine, cfg: BuildConfig) -> str:
         from .standin import ensure_standin_image
 
         with step(f"Stand-in builder image {ref}"):
-            return ensure_standin_image(engine.client, ref)
+            return ensure_standin_image(engine, ref)
     return engine.ensure_image(
         ref,
         f"set builder.image (OSCB_BUILDER_IMAGE) to a mirror that has it, or to the local stand-in "
@@ -308,9 +299,9 @@ def verify_binary(path: Path, workdir: Path) -> str:
     tmp = workdir / "verify-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=120,
-                              env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)}, check=False)
-    except OSError as exc:
+        done = runner.run([str(path), "version"], what="the built binary", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)})
+    except (runner.ProgramNotFound, runner.NotStartable) as exc:
         raise BuildError(f"the built binary does not run ({exc}); see the build log under {workdir.parent / 'logs'}") from None
     if done.returncode != 0:
         raise BuildError(f"`{path.name} version` failed with exit code {done.returncode}: "

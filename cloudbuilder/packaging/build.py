@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, runner
 from ..config import BuildConfig
 from ..errors import BuildError, PrerequisiteError
 from ..fsutil import HashCache, remove_stale_temp_dirs, write_atomic
@@ -174,20 +173,9 @@ def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -
 def run_invocation(inv: Invocation, work: Path, what: str) -> None:
     for rel, text in inv.files.items():
         (work / rel).write_text(text, encoding="utf-8")
-    program = shutil.which(inv.argv[0])
-    if program is None:
-        hint = INSTALL_HINT.get(inv.argv[0], inv.argv[0])
-        raise PrerequisiteError(f"{what}: `{inv.argv[0]}` is not on PATH; install it: {hint}")
-    logger.debug("+ %s", " ".join(inv.argv))
     env = packager_environment(os.environ, inv.env)
-    try:
-        done = subprocess.run([program, *inv.argv[1:]], cwd=inv.cwd or work, env=env, capture_output=True,
-                              text=True, timeout=3600, check=False)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: {inv.argv[0]} did not finish within an hour") from None
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-        raise BuildError(f"{what}: {inv.argv[0]} failed (exit {done.returncode}):\n{tail}")
+    runner.run(inv.argv, what=what, hint=INSTALL_HINT.get(inv.argv[0]), cwd=inv.cwd or work, env=env,
+               timeout=3600, check=True, tail_lines=20)
 
 
 def _build_one(cfg: BuildConfig, spec: PackageSpec, fmt: Format, backend: Backend, digest: str,
