@@ -18,7 +18,6 @@ carries it out through ``DockerEngine``.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import http.server
@@ -29,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -40,7 +39,7 @@ from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, write_atomic
 from .log import logger, step
-from .reproducible import PAX_FORMAT, TarEntry, tar_bytes, tar_members
+from .reproducible import GNU_FORMAT, PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -193,35 +192,27 @@ def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
     the image's vendor tree is the one composer installed, as with
     ``composer install --no-dev`` over a clean checkout.
     """
-    with tarfile.open(fileobj=io.BytesIO(archive)) as src:
-        members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]  # type: ignore[union-attr]
-    composer_json = next((d for m, d in members if m.name == APP_PREFIX + "composer.json" and m.isfile()), None)
+    members = list(tar_members(archive))
+    composer_json = next((e.data for e in members if e.name == APP_PREFIX + "composer.json" and e.kind == "file"),
+                         None)
     vendor, roots = _dependency_roots(composer_json)
-    buf = io.BytesIO()
     deps: list[str] = []
     vendor_files = 0
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as out:
-        info = tarfile.TarInfo(EMBED_DOCKERFILE)
-        info.size, info.mode, info.mtime = len(dockerfile), 0o644, 0
-        out.addfile(info, io.BytesIO(dockerfile))
-        info = tarfile.TarInfo(DEPS_DIR)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-        out.addfile(info)  # COPY deps/ needs it even for an app without composer.json
-        for m, data in members:
-            rel = m.name.removeprefix(APP_PREFIX).rstrip("/")
-            if not m.name.startswith(APP_PREFIX):
-                continue
-            if rel == vendor or rel.startswith(vendor + "/"):
-                vendor_files += int(m.isfile())
-                continue
-            out.addfile(m, io.BytesIO(data) if data is not None else None)
-            if _is_dependency_input(rel, roots):
-                dep = copy.copy(m)
-                dep.name = f"{DEPS_DIR}/{rel}"
-                out.addfile(dep, io.BytesIO(data) if data is not None else None)
-                if m.isfile():
-                    deps.append(rel)
-    return EmbedContext(buf.getvalue(), tuple(deps), vendor_files)
+    # COPY deps/ needs the directory even for an app without composer.json
+    entries = [TarEntry.file(EMBED_DOCKERFILE, dockerfile), TarEntry.dir(DEPS_DIR)]
+    for e in members:
+        rel = e.name.removeprefix(APP_PREFIX).rstrip("/")
+        if not e.name.startswith(APP_PREFIX):
+            continue
+        if rel == vendor or rel.startswith(vendor + "/"):
+            vendor_files += int(e.kind == "file")
+            continue
+        entries.append(e)
+        if _is_dependency_input(rel, roots):
+            entries.append(replace(e, name=f"{DEPS_DIR}/{rel}"))
+            if e.kind == "file":
+                deps.append(rel)
+    return EmbedContext(tar_bytes(entries, format=GNU_FORMAT, mtime=0), tuple(deps), vendor_files)
 
 
 def deps_tag(dist_dir: Path) -> str:
