@@ -241,9 +241,9 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         bases = [i for i in engine.images_with_label(LABEL_ROLE, "base")
                  if any(t.rsplit(":", 1)[0] == repo for t in i.tags)]
         # --skip-base must not need the builder image (it may be gone, or slow to fetch)
-        builder_id = "" if cfg.skip_base and bases else _ensure_builder_image(engine, cfg)
+        builder_id = "" if cfg.run.skip_base and bases else _ensure_builder_image(engine, cfg)
         want = base_hash(cfg, base_df, builder_id)
-        base_plan = plan_base(want, bases, skip_base=cfg.skip_base, rebuild_base=cfg.rebuild_base)
+        base_plan = plan_base(want, bases, skip_base=cfg.run.skip_base, rebuild_base=cfg.run.rebuild_base)
         steps = 0
         base_built = False
         if base_plan.action == "build":
@@ -286,7 +286,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
                                 "set builder.composer_image (OSCB_BUILDER_COMPOSER_IMAGE) to an image with composer")
         with step(f"Embedding the app into the binary ({why})"):
             context = _tar({EMBED_DOCKERFILE: embed_df}, extra=archive.data)
-            if cfg.keep_package:
+            if cfg.run.keep_package:
                 build_dir.mkdir(parents=True, exist_ok=True)
                 (build_dir / "embed-context.tar").write_bytes(context)
                 logger.info("    kept the build context: %s", build_dir / "embed-context.tar")
@@ -304,7 +304,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             try:
                 data = engine.read_file(tag, f"/go/src/app/dist/frankenphp-linux-{cfg.builder.arch}")
             finally:
-                if not cfg.keep_package:
+                if not cfg.run.keep_package:
                     engine.remove_image(tag)
         build_dir.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -65,9 +65,9 @@ def build_binary_stage(cfg: BuildConfig) -> tuple[Path, bool]:
 
 
 def run_build(cfg: BuildConfig, *, deploy: bool | None = None) -> BuildSummary:
-    """Run every stage; ``deploy`` defaults to ``not cfg.skip_deploy``."""
+    """Run every stage; ``deploy`` defaults to ``not cfg.run.skip_deploy``."""
     require_app(cfg)
-    deploy = deploy if deploy is not None else not cfg.skip_deploy
+    deploy = deploy if deploy is not None else not cfg.run.skip_deploy
     if deploy:  # before any work: a missing or invalid env would only fail at the very end
         from .deploy import deploy_env_file
         from .envcheck import require_valid_env
