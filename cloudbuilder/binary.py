@@ -22,7 +22,6 @@ import secrets
 import subprocess
 import tarfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,11 +31,11 @@ from typing import Literal
 from . import __version__
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
-from .engine import BuildLog, DockerEngine, ImageInfo
+from .engine import BuildLog, DockerEngine, ImageInfo, borrowed_engine
 from .errors import BuildError, ConfigError
-from .fsutil import HashCache, write_atomic
 from .log import logger, step
 from .resources import source_root
+from .workspace import Artifact, Stamp, Workspace, output_of
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
 LABEL_BASE_HASH = "org.orangescrum.cloudbuilder.base-hash"
@@ -179,7 +178,7 @@ def token_server(token: str | None) -> Iterator[str]:
 
 
 def _log_path(cfg: BuildConfig, stage: str) -> Path:
-    return cfg.dist_dir / "logs" / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    return Workspace(cfg.dist_dir).log_path(stage)
 
 
 def _host_arch() -> str:
@@ -217,13 +216,10 @@ def verify_binary(path: Path, workdir: Path) -> str:
 
 
 def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> BinaryResult:
-    """Build (or reuse) the binary and place it at ``dist/build/osv4-prod``."""
-    from .pipeline import built_binary_path
-
-    out = built_binary_path(cfg)
+    """Build (or reuse) the binary and place it at ``dist/build/osv4-prod`` (stamp and manifest: ``binary``)."""
+    ws = Workspace(cfg.dist_dir)
+    out = ws.built_binary
     build_dir = out.parent
-    state = cfg.dist_dir / ".state"
-    stamp_path = state / "binary.json"
     sources = source_root() / "builder"
     base_df = (sources / BASE_DOCKERFILE).read_bytes()
     embed_df = (sources / EMBED_DOCKERFILE).read_bytes()
@@ -234,9 +230,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         logger.info("    %s: %d files, %.1f MB, sha256 %s", archive.method, archive.files,
                     len(archive.data) / 1e6, archive.sha256[:12])
 
-    owns_engine = engine is None
-    engine = engine or DockerEngine()
-    try:
+    with borrowed_engine(engine) as engine:
         repo = cfg.builder.base_repository
         bases = [i for i in engine.images_with_label(LABEL_ROLE, "base")
                  if any(t.rsplit(":", 1)[0] == repo for t in i.tags)]
@@ -269,15 +263,14 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
                         else base_id[:19], base_plan.reason)
 
         key = embed_key(base_id, archive.sha256, embed_df, cfg)
-        try:
-            stamp = json.loads(stamp_path.read_text())
-        except (OSError, ValueError):
-            stamp = None
-        hashes = HashCache(state / "hashes.json")
+        stamp = ws.stamp("binary")
+        hashes = ws.hashes
         digest = hashes.digest(out) if out.is_file() else None
-        run_embed, why = plan_embed(key, stamp, digest)
+        run_embed, why = plan_embed(key, stamp and {"embed_key": stamp.inputs, **stamp.facts}, digest)
         if not run_embed:
             hashes.save()
+            if ws.manifest.get("binary", out.name) is None:  # built before the manifest
+                _record_binary(cfg, ws, out, key, digest or "")
             logger.info("==> Binary: up to date (%s)", out)
             return BinaryResult(out, rebuilt=False, base_built=base_built, embed_built=False, docker_steps=steps)
 
@@ -317,14 +310,23 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         else:
             logger.info("    not run: the binary is for %s, this host is %s", cfg.builder.arch, _host_arch())
         os.replace(tmp, out)
-        write_atomic(stamp_path, json.dumps({"embed_key": key, "sha256": hashes.digest(out)}).encode())
+        ws.write_stamp("binary", Stamp(key, (output_of(build_dir, out.name),), {"sha256": hashes.digest(out)}))
         hashes.save()
+        _record_binary(cfg, ws, out, key, hashes.digest(out))
         logger.info("    binary: %s (%.1f MB)", out, out.stat().st_size / 1e6)
         return BinaryResult(out, rebuilt=True, base_built=base_built, embed_built=True, docker_steps=steps,
                             version_output=version)
-    finally:
-        if owns_engine:
-            engine.__exit__(None, None, None)
+
+
+# The settings the binary is made from, as the manifest records them.
+BINARY_SETTINGS = ("app", "source_date_epoch", "builder.")
+
+
+def _record_binary(cfg: BuildConfig, ws: Workspace, out: Path, key: str, sha256: str) -> None:
+    from .config import recorded_settings
+
+    ws.record(Artifact(kind="binary", name=out.name, version=cfg.version, path=ws.relative(out), sha256=sha256,
+                       inputs=key, settings=recorded_settings(cfg, BINARY_SETTINGS)))
 
 
 def _platform_arg(cfg: BuildConfig) -> str | None:

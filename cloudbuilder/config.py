@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
+from .workspace import Workspace
 
 ENV_PREFIX = "OSCB_"
 # Images under this prefix are the local stand-in builder (see builder/standin/).
@@ -1040,7 +1041,7 @@ def resolve(
         release=ReleaseConfig(
             sign_key=parsed["release.sign_key"],
             gnupghome=path("release.gnupghome"),
-            repo_dir=path("release.repo_dir") or (path("dist_dir") or cwd / "dist") / "release" / "repo",
+            repo_dir=path("release.repo_dir") or Workspace(path("dist_dir") or cwd / "dist").default_repo_dir,
             repo_url=parsed["release.repo_url"],
             changelog=path("release.changelog"),
         ),
