@@ -189,7 +189,7 @@ class AssembleStage(_Base):
         tree = ctx.workspace.tree(self.flavor)
         recorded = ctx.workspace.manifest.get("tree", self.flavor)
         version = recorded.version if recorded else ctx.settings.version
-        logger.info("==> using dist/%s %s from the last build (manifest)", self.flavor, version)
+        logger.info("    %s is up to date: using dist/%s %s from the last build (manifest)", tree, self.flavor, version)
         return AssembleResult(self.flavor, tree, up_to_date=True)
 
 
