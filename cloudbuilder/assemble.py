@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__, escape
-from .config import BuildConfig
+from .config import BuildConfig, recorded_settings
 from .errors import BuildError, ConfigError
-from .fsutil import HashCache, fresh_temp_dir, swap_into_place, write_atomic
+from .fsutil import HashCache, fresh_temp_dir, swap_into_place
 from .log import logger
 from .resources import source_root
+from .workspace import Artifact, Stamp, Workspace, listing, tree_sha256
 
 Flavor = Literal["docker", "native"]
 FLAVORS: tuple[Flavor, ...] = ("docker", "native")
@@ -49,6 +50,9 @@ OPERATOR_FILES: dict[Flavor, tuple[str, ...]] = {
     "docker": (".env", "docker-compose.override.yaml"),
     "native": (".env",),
 }
+
+# The settings a tree is made from (what template_context offers), as the manifest records them.
+TREE_SETTINGS = ("version", "app_webroot", "source_date_epoch", "builder.", "docker.", "service.", "paths.")
 
 TEMPLATE_SUFFIX = ".j2"
 # Files whose name starts with this are partials for `{% include %}`, not outputs.
@@ -128,7 +132,7 @@ def plan_tree(
     context = {**cfg.template_context(), "flavor": flavor, "binary_path": binary_dest}
     if binary_sha256:
         context["binary_sha256"] = binary_sha256
-    return TreePlan(flavor=flavor, dest=cfg.dist_dir / flavor, files=files, binary=binary, context=context,
+    return TreePlan(flavor=flavor, dest=Workspace(cfg.dist_dir).tree(flavor), files=files, binary=binary, context=context,
                     search_path=(root / flavor, root / "common"), partials=tuple(partials))
 
 
@@ -230,47 +234,35 @@ def fingerprint(plan: TreePlan, hashes: HashCache) -> str:
     return h.hexdigest()
 
 
-def _listing(tree: Path, skip: tuple[str, ...]) -> list[list]:
-    """What is in a tree now (to notice a hand-edited or deleted output)."""
-    rows = []
-    for root, dirs, files in os.walk(tree):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root, name)
-            rel = p.relative_to(tree).as_posix()
-            if rel in skip:
-                continue
-            st = p.lstat()
-            rows.append([rel, st.st_size, st.st_mtime_ns, st.st_mode])
-    return rows
+def tree_stamp(ws: Workspace, flavor: Flavor) -> Stamp | None:
+    """What the last assembly of ``dist/<flavor>`` recorded: inputs digest and the files it wrote."""
+    return ws.stamp(flavor)
 
 
-def _state_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / ".state"
-
-
-def read_stamp(cfg: BuildConfig, flavor: Flavor) -> dict | None:
-    """What the last assembly of ``dist/<flavor>`` recorded: inputs digest and listing."""
-    try:
-        stamp = json.loads((_state_dir(cfg) / f"{flavor}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return stamp if isinstance(stamp, dict) else None
-
-
-def intact_digest(cfg: BuildConfig, flavor: Flavor) -> str | None:
+def intact_digest(cfg: BuildConfig, flavor: Flavor, ws: Workspace | None = None) -> str | None:
     """The inputs digest of ``dist/<flavor>`` while the tree is exactly as assembly wrote it.
 
     Lets later stages (packages, releases) know a 100+ MB tree's content
     without reading it again; None when it was edited, removed or never made.
     """
-    stamp = read_stamp(cfg, flavor)
-    tree = cfg.dist_dir / flavor
-    if not stamp or not stamp.get("inputs") or not tree.is_dir():
+    ws = ws or Workspace(cfg.dist_dir)
+    stamp = tree_stamp(ws, flavor)
+    if stamp is None or not stamp.intact(ws.tree(flavor), skip=OPERATOR_FILES[flavor]):
         return None
-    if stamp.get("listing") != _listing(tree, OPERATOR_FILES[flavor]):
-        return None
-    return str(stamp["inputs"])
+    return stamp.inputs
+
+
+def is_current(cfg: BuildConfig, flavor: Flavor, ws: Workspace | None = None) -> bool:
+    """Would assembling ``dist/<flavor>`` now, from its own binary, give what it holds (same
+    sources, same settings)? What a later stage asks instead of recomputing digests itself."""
+    ws = ws or Workspace(cfg.dist_dir)
+    stamp = tree_stamp(ws, flavor)
+    binary = ws.tree(flavor) / BINARY_PATH[flavor]
+    if stamp is None or not binary.is_file():
+        return False
+    _plan, digest = tree_fingerprint(cfg, flavor, binary, ws.hashes)
+    ws.hashes.save()
+    return stamp.inputs == digest
 
 
 def tree_fingerprint(cfg: BuildConfig, flavor: Flavor, binary: Path, hashes: HashCache,
@@ -364,52 +356,57 @@ def _carry_over(old: Path, new: Path) -> bool:
     return False
 
 
-def _link_candidates(cfg: BuildConfig, flavor: Flavor, binary: Path, digest: str, hashes: HashCache) -> list[Path]:
+def _link_candidates(ws: Workspace, flavor: Flavor, binary: Path, digest: str) -> list[Path]:
     """Files in dist/ with the binary's content that the tree may hard-link: the binary
     itself when dist/ holds it (the build's output), then the other trees' copies.
 
     A file outside dist/ (--binary) is never linked: its owner may rewrite it in place.
     """
-    dist = cfg.dist_dir.resolve()
     found = []
-    if binary.resolve().is_relative_to(dist):
+    if binary.resolve().is_relative_to(ws.root.resolve()):
         found.append(binary)
     for other in FLAVORS:
-        theirs = cfg.dist_dir / other / BINARY_PATH[other]
-        if other != flavor and theirs.is_file() and hashes.digest(theirs) == digest:
+        theirs = ws.tree(other) / BINARY_PATH[other]
+        if other != flavor and theirs.is_file() and ws.hashes.digest(theirs) == digest:
             found.append(theirs)
     return found
 
 
-def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None) -> AssembleResult:
-    """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged."""
-    state = _state_dir(cfg)
-    hashes = HashCache(state / "hashes.json")
+def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Path | None = None,
+                  ws: Workspace | None = None) -> AssembleResult:
+    """Build ``dist/<flavor>`` atomically, or do nothing when its inputs are unchanged.
+
+    Records the tree in the stamp ``<flavor>`` and in the manifest (``tree/<flavor>``).
+    """
+    ws = ws or Workspace(cfg.dist_dir)
+    hashes = ws.hashes
     plan, digest = tree_fingerprint(cfg, flavor, binary, hashes, sources=sources)
     hashes.save()
-    stamp_path = state / f"{flavor}.json"
     skip = OPERATOR_FILES[flavor]
-    if intact_digest(cfg, flavor) == digest:
+    if intact_digest(cfg, flavor, ws) == digest:
+        if ws.manifest.get("tree", flavor) is None:  # a tree from before the manifest
+            _record_tree(cfg, ws, plan, digest, tree_stamp(ws, flavor))
         return AssembleResult(flavor, plan.dest, up_to_date=True)
 
-    cfg.dist_dir.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_temp_dir(cfg.dist_dir, f".tmp-{flavor}-")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_temp_dir(ws.root, f".tmp-{flavor}-")
     binary_digest = hashes.digest(binary)
     try:
-        linked = write_tree(plan, tmp, cfg.source_date_epoch, _link_candidates(cfg, flavor, binary, binary_digest, hashes))
+        linked = write_tree(plan, tmp, cfg.source_date_epoch, _link_candidates(ws, flavor, binary, binary_digest))
         kept = [rel for rel in skip if _carry_over(plan.dest / rel, tmp / rel)]
-        listing = _listing(tmp, skip)
+        stamp = Stamp(digest, listing(tmp, skip))
         swap_into_place(tmp, plan.dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    write_atomic(stamp_path, json.dumps({"inputs": digest, "listing": listing}).encode())
+    ws.write_stamp(flavor, stamp)
     placed = plan.dest / BINARY_PATH[flavor]
     if linked is not None:
         hashes.relinked(placed)  # the other paths of the inode: a new ctime, the same bytes
-        logger.info("    %s: a hard link to %s (one copy of the binary in %s)", placed, linked, cfg.dist_dir)
+        logger.info("    %s: a hard link to %s (one copy of the binary in %s)", placed, linked, ws.root)
     hashes.record(placed, binary_digest)
     hashes.save()
+    _record_tree(cfg, ws, plan, digest, stamp)
     for rel in kept:
         link = plan.dest / rel
         if link.is_symlink():
@@ -419,3 +416,13 @@ def assemble_tree(cfg: BuildConfig, flavor: Flavor, binary: Path, *, sources: Pa
         else:
             logger.info("    kept your %s", link)
     return AssembleResult(flavor, plan.dest, up_to_date=False, kept=tuple(kept))
+
+
+def _record_tree(cfg: BuildConfig, ws: Workspace, plan: TreePlan, digest: str, stamp: Stamp | None) -> None:
+    files = stamp.files if stamp else ()
+    known = {BINARY_PATH[plan.flavor]: ws.sha256(plan.binary)}
+    ws.record(Artifact(kind="tree", name=plan.flavor, version=cfg.version, path=ws.relative(plan.dest),
+                       sha256=tree_sha256(plan.dest, files, known), inputs=digest,
+                       settings=recorded_settings(cfg, TREE_SETTINGS),
+                       extra={"binary_sha256": known[BINARY_PATH[plan.flavor]]}))
+    ws.hashes.save()

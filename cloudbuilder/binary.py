@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -35,12 +34,12 @@ from typing import Literal
 from . import __version__, runner
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
-from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo
+from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo, borrowed_engine
 from .errors import BuildError, ConfigError
-from .fsutil import HashCache, write_atomic
 from .log import logger, step
 from .reproducible import GNU_FORMAT, PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
+from .workspace import Artifact, Stamp, Workspace, output_of
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
 LABEL_BASE_HASH = "org.orangescrum.cloudbuilder.base-hash"
@@ -263,7 +262,7 @@ def token_server(token: str | None) -> Iterator[str]:
 
 
 def _log_path(cfg: BuildConfig, stage: str) -> Path:
-    return cfg.dist_dir / "logs" / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    return Workspace(cfg.dist_dir).log_path(stage)
 
 
 def _host_arch() -> str:
@@ -301,13 +300,10 @@ def verify_binary(path: Path, workdir: Path) -> str:
 
 
 def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> BinaryResult:
-    """Build (or reuse) the binary and place it at ``dist/build/osv4-prod``."""
-    from .pipeline import built_binary_path
-
-    out = built_binary_path(cfg)
+    """Build (or reuse) the binary and place it at ``dist/build/osv4-prod`` (stamp and manifest: ``binary``)."""
+    ws = Workspace(cfg.dist_dir)
+    out = ws.built_binary
     build_dir = out.parent
-    state = cfg.dist_dir / ".state"
-    stamp_path = state / "binary.json"
     sources = source_root() / "builder"
     base_df = (sources / BASE_DOCKERFILE).read_bytes()
     embed_df = (sources / EMBED_DOCKERFILE).read_bytes()
@@ -318,16 +314,14 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         logger.info("    %s: %d files, %.1f MB, sha256 %s", archive.method, archive.files,
                     len(archive.data) / 1e6, archive.sha256[:12])
 
-    owns_engine = engine is None
-    engine = engine or DockerEngine()
-    try:
+    with borrowed_engine(engine) as engine:
         repo = cfg.builder.base_repository
         bases = [i for i in engine.images_with_label(LABEL_ROLE, "base")
                  if any(t.rsplit(":", 1)[0] == repo for t in i.tags)]
         # --skip-base must not need the builder image (it may be gone, or slow to fetch)
-        builder_id = "" if cfg.skip_base and bases else _ensure_builder_image(engine, cfg)
+        builder_id = "" if cfg.run.skip_base and bases else _ensure_builder_image(engine, cfg)
         want = base_hash(cfg, base_df, builder_id)
-        base_plan = plan_base(want, bases, skip_base=cfg.skip_base, rebuild_base=cfg.rebuild_base)
+        base_plan = plan_base(want, bases, skip_base=cfg.run.skip_base, rebuild_base=cfg.run.rebuild_base)
         steps = 0
         base_built = False
         if base_plan.action == "build":
@@ -342,7 +336,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
                         context=_tar({BASE_DOCKERFILE: base_df}), dockerfile=BASE_DOCKERFILE, tag=tag,
                         buildargs=_base_args(cfg, url), log=log, network_mode="host" if url else None,
                         labels={LABEL_ROLE: "base", LABEL_BASE_HASH: want},
-                        platform=_platform_arg(cfg), nocache=cfg.rebuild_base,
+                        platform=_platform_arg(cfg), nocache=cfg.run.rebuild_base,
                     )
                 engine.tag(base_id, cfg.builder.base_repository, "latest")
                 for old_id in replaced:  # the base it replaced, once nothing refers to it any more
@@ -358,15 +352,14 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
                         else base_id[:19], base_plan.reason)
 
         key = embed_key(base_id, archive.sha256, embed_df, cfg)
-        try:
-            stamp = json.loads(stamp_path.read_text())
-        except (OSError, ValueError):
-            stamp = None
-        hashes = HashCache(state / "hashes.json")
+        stamp = ws.stamp("binary")
+        hashes = ws.hashes
         digest = hashes.digest(out) if out.is_file() else None
-        run_embed, why = plan_embed(key, stamp, digest)
+        run_embed, why = plan_embed(key, stamp and {"embed_key": stamp.inputs, **stamp.facts}, digest)
         if not run_embed:
             hashes.save()
+            if ws.manifest.get("binary", out.name) is None:  # built before the manifest
+                _record_binary(cfg, ws, out, key, digest or "")
             logger.info("==> Binary: up to date (%s)", out)
             return BinaryResult(out, rebuilt=False, base_built=base_built, embed_built=False, docker_steps=steps)
 
@@ -378,7 +371,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             if context.vendor_files:
                 logger.info("    left out the app's vendor/ (%d files): composer installs it from %s",
                             context.vendor_files, ", ".join(context.deps) or "composer.json")
-            if cfg.keep_package:
+            if cfg.run.keep_package:
                 build_dir.mkdir(parents=True, exist_ok=True)
                 (build_dir / "embed-context.tar").write_bytes(context.data)
                 logger.info("    kept the build context: %s", build_dir / "embed-context.tar")
@@ -406,7 +399,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             try:
                 data = engine.read_file(tag, f"/go/src/app/dist/frankenphp-linux-{cfg.builder.arch}")
             finally:
-                if not cfg.keep_package:
+                if not cfg.run.keep_package:
                     engine.remove_image(tag)
         build_dir.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -422,14 +415,23 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
         else:
             logger.info("    not run: the binary is for %s, this host is %s", cfg.builder.arch, _host_arch())
         os.replace(tmp, out)
-        write_atomic(stamp_path, json.dumps({"embed_key": key, "sha256": hashes.digest(out)}).encode())
+        ws.write_stamp("binary", Stamp(key, (output_of(build_dir, out.name),), {"sha256": hashes.digest(out)}))
         hashes.save()
+        _record_binary(cfg, ws, out, key, hashes.digest(out))
         logger.info("    binary: %s (%.1f MB)", out, out.stat().st_size / 1e6)
         return BinaryResult(out, rebuilt=True, base_built=base_built, embed_built=True, docker_steps=steps,
                             version_output=version, deps_cached=deps_cached)
-    finally:
-        if owns_engine:
-            engine.__exit__(None, None, None)
+
+
+# The settings the binary is made from, as the manifest records them.
+BINARY_SETTINGS = ("app", "source_date_epoch", "builder.")
+
+
+def _record_binary(cfg: BuildConfig, ws: Workspace, out: Path, key: str, sha256: str) -> None:
+    from .config import recorded_settings
+
+    ws.record(Artifact(kind="binary", name=out.name, version=cfg.version, path=ws.relative(out), sha256=sha256,
+                       inputs=key, settings=recorded_settings(cfg, BINARY_SETTINGS)))
 
 
 def _pin_deps_layer(engine: DockerEngine, tag: str, layer: str) -> None:

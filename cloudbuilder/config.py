@@ -22,6 +22,7 @@ from typing import Any, Literal
 from . import git
 from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
+from .workspace import Workspace
 
 ENV_PREFIX = "OSCB_"
 # Images under this prefix are the local stand-in builder (see builder/standin/).
@@ -79,6 +80,9 @@ class Setting:
     help: str
     choices: tuple[str, ...] = ()
     under: str = ""  # abs_path: must be a subdirectory of this directory
+    # "setting": persistent, recorded in dist/manifest.json and stage digests;
+    # "run": per-run intent (RunOptions), never recorded or digested.
+    scope: Literal["setting", "run"] = "setting"
 
     @property
     def env_var(self) -> str:
@@ -106,13 +110,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="source_date_epoch", default=None, kind="opt_epoch",
             help="Timestamp for reproducible outputs. Default: SOURCE_DATE_EPOCH, else the "
                  "app's last git commit, else the mtime of the newest file in the app, else 0."),
-    Setting(key="skip_deploy", default=False, kind="bool",
+    Setting(key="skip_deploy", default=False, kind="bool", scope="run",
             help="`build` stops after the artifacts; does not start the Docker deployment."),
-    Setting(key="skip_base", default=False, kind="bool",
+    Setting(key="skip_base", default=False, kind="bool", scope="run",
             help="Reuse whatever base image exists, even if its inputs changed."),
-    Setting(key="rebuild_base", default=False, kind="bool",
+    Setting(key="rebuild_base", default=False, kind="bool", scope="run",
             help="Rebuild the base image even if it is up to date."),
-    Setting(key="keep_package", default=False, kind="bool",
+    Setting(key="keep_package", default=False, kind="bool", scope="run",
             help="Keep the intermediate Docker build context under dist/build/ for debugging."),
     # -- the FrankenPHP builder ---------------------------------------------
     Setting(key="builder.image", default=None, kind="opt_image",
@@ -355,6 +359,21 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Per-run intent: what this invocation should do, not what the artifacts are.
+
+    Resolved from the same sources as the settings (flags, OSCB_* variables,
+    invoke.yaml), but kept apart from them: never in dist/manifest.json's
+    settings, never in a stage's inputs digest.
+    """
+
+    skip_deploy: bool = False
+    skip_base: bool = False
+    rebuild_base: bool = False
+    keep_package: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildConfig:
     app: Path
     app_webroot: str
@@ -364,16 +383,14 @@ class BuildConfig:
     dist_dir: Path
     env_file: Path | None
     source_date_epoch: int
-    skip_deploy: bool
-    skip_base: bool
-    rebuild_base: bool
-    keep_package: bool
     builder: BuilderConfig
     docker: DockerConfig
     service: ServiceConfig
     paths: PathsConfig
     package: PackageConfig
     release: ReleaseConfig
+    # Per-run intent, beside the settings (not one of them): see RunOptions.
+    run: RunOptions = field(default_factory=RunOptions, compare=False)
     # Where each value came from, for messages ("flag --app", "default", ...).
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     # Never in a repr, a log line or a template context.
@@ -381,6 +398,13 @@ class BuildConfig:
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
+
+    # Read-through views of the run options (the registry names them as keys of
+    # this object); the data lives in ``run``, outside the settings.
+    skip_deploy = property(lambda self: self.run.skip_deploy)
+    skip_base = property(lambda self: self.run.skip_base)
+    rebuild_base = property(lambda self: self.run.rebuild_base)
+    keep_package = property(lambda self: self.run.keep_package)
 
     def template_context(self) -> dict[str, Any]:
         """What the jinja2 templates see: plain data, no paths of this machine, no secrets."""
@@ -611,21 +635,88 @@ def parse_license(text: str) -> str | None:
     return text if LICENSE_RE.fullmatch(text) and not control_chars(text) else None
 
 
-def _parse(setting: Setting, value: Any) -> Any:
-    kind = setting.kind
-    if kind.startswith("opt_"):
+# -- the kinds: one parser object per kind ------------------------------------
+#
+# ``Setting.kind`` names one of ``KINDS``; ``opt_<kind>`` is the same kind that may
+# also be unset (None, or an empty string).  Each parser turns a raw value (a
+# string from the environment or an env file, or a YAML scalar) into the typed
+# value, or raises ``_Bad(problem, fix)``, which ``resolve`` turns into one line
+# naming the key, the value's source and the fix.
+
+
+class Kind:
+    """How one kind of setting is read."""
+
+    def parse(self, value: Any, setting: Setting) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Optional_(Kind):
+    """``opt_<kind>``: unset (None, or blank) is allowed and means None."""
+
+    def __init__(self, inner: Kind) -> None:
+        self.inner = inner
+
+    def parse(self, value: Any, setting: Setting) -> Any:
         if value is None or (isinstance(value, str) and value.strip() == ""):
             return None
-        kind = kind[4:]
-    if value is None:
-        raise _Bad("is empty", "give a value")
-    if kind == "bool":
-        return _parse_bool(value)
-    if kind == "int":
-        return _parse_int(value)
-    if kind == "epoch":
-        return _parse_int(value)
-    if kind == "port":
+        return self.inner.parse(value, setting)
+
+
+class _Required(Kind):
+    """A kind whose value must be given; subclasses parse a non-None value."""
+
+    def parse(self, value: Any, setting: Setting) -> Any:
+        if value is None:
+            raise _Bad("is empty", "give a value")
+        return self.parse_given(value, setting)
+
+    def parse_given(self, value: Any, setting: Setting) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Func(_Required):
+    """A kind that is one function of the value."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def parse_given(self, value: Any, setting: Setting) -> Any:
+        return self.fn(value)
+
+
+class Text(_Required):
+    """A line of text; ``nonempty`` refuses an empty one."""
+
+    def __init__(self, *, nonempty: bool = True) -> None:
+        self.nonempty = nonempty
+
+    def parse_given(self, value: Any, setting: Setting) -> str:
+        text = _as_str(value)
+        if self.nonempty and not text:
+            raise _Bad("is empty", "give a value")
+        return text
+
+
+class Pattern(_Required):
+    """Text that must match ``pattern`` entirely (optionally after ``nonempty`` and a length cap)."""
+
+    def __init__(self, pattern: re.Pattern[str] | str, problem: str, fix: str, *, nonempty: bool = False,
+                 max_len: int | None = None) -> None:
+        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self.problem, self.fix, self.nonempty, self.max_len = problem, fix, nonempty, max_len
+
+    def parse_given(self, value: Any, setting: Setting) -> str:
+        text = _as_str(value)
+        if self.nonempty and not text:
+            raise _Bad("is empty", "give a value")
+        if not self.pattern.fullmatch(text) or (self.max_len is not None and len(text) > self.max_len):
+            raise _Bad(self.problem, self.fix)
+        return text
+
+
+class Port(_Required):
+    def parse_given(self, value: Any, setting: Setting) -> int:
         try:
             port = _parse_int(value)
         except _Bad:
@@ -633,18 +724,21 @@ def _parse(setting: Setting, value: Any) -> Any:
         if not 1 <= port <= 65535:
             raise _Bad("is not a TCP port", "use a number from 1 to 65535")
         return port
-    if kind in ("str", "path"):
-        text = _as_str(value)
-        if not text:
-            raise _Bad("is empty", "give a value")
-        return text
-    if kind == "relpath":
+
+
+class RelPath(_Required):
+    def parse_given(self, value: Any, setting: Setting) -> str:
         text = _as_str(value).rstrip("/")
         if not REL_PATH.fullmatch(text):
             raise _Bad("is not a relative path inside the app",
                        "use letters, digits, '.', '_', '+' and '-' in components separated by '/', such as webroot")
         return text
-    if kind == "abs_path":
+
+
+class AbsPath(_Required):
+    """An absolute path of plain characters; ``Setting.under`` asks for a directory of its own below it."""
+
+    def parse_given(self, value: Any, setting: Setting) -> str:
         text = _as_str(value)
         text = text.rstrip("/") or text
         if not ABS_PATH.fullmatch(text):
@@ -657,54 +751,45 @@ def _parse(setting: Setting, value: Any) -> Any:
                        f"use e.g. {setting.default} (the units' {setting.key.split('.')[-1].split('_')[0].title()}"
                        f"Directory= needs it, and removal empties it)")
         return text
-    if kind == "image":
-        text = _as_str(value)
-        if not text:
-            raise _Bad("is empty", "give a value")
-        if not IMAGE_REF_RE.fullmatch(text) or len(text) > 255:
-            raise _Bad("is not an image reference", "use [REGISTRY/]NAME[:TAG][@sha256:DIGEST] in lowercase, "
-                       "e.g. debian:bookworm-slim")
-        return text
-    if kind == "image_repo":
-        text = _as_str(value)
-        if not text:
-            raise _Bad("is empty", "give a value")
-        if not IMAGE_REPO_RE.fullmatch(text) or len(text) > 255:
-            raise _Bad("is not an image repository name", "use [REGISTRY/]NAME in lowercase, without a tag, "
-                       "e.g. orangescrum/orangescrum")
-        return text
-    if kind == "host":
-        return _parse_host(value)
-    if kind == "timespan":
-        return _parse_timespan(value)
-    if kind == "homepage":
-        return _parse_url(value, ("https", "http"))
-    if kind == "license":
+
+
+class License(_Required):
+    def parse_given(self, value: Any, setting: Setting) -> str:
         text = _as_str(value)
         if not parse_license(text):
             raise _Bad("is not an SPDX license expression", "use e.g. AGPL-3.0-only, MIT or (MIT OR Apache-2.0)")
         return text
-    if kind == "deb_relations":
-        return _parse_relations(value, DEB_RELATION_RE, "is not a Debian relation",
-                                "use comma-separated names with an optional version and '|' alternatives, "
-                                "e.g. systemd (>= 247), default-mta | mail-transport-agent")
-    if kind == "rpm_relations":
-        return _parse_relations(value, RPM_RELATION_RE, "is not an rpm dependency",
-                                "use comma-separated names with an optional version, e.g. systemd >= 247")
-    if kind == "pkg_names":
-        return _parse_relations(value, PKG_NAME_RE, "is not a package name",
-                                "use comma-separated package names (lowercase), the same in deb and rpm, "
-                                "e.g. ca-certificates")
-    if kind == "url":
-        return _parse_url(value, ("https", "http", "file")).rstrip("/")
-    if kind == "choice":
+
+
+class Relations(_Required):
+    """A comma-separated list whose every item matches ``pattern``."""
+
+    def __init__(self, pattern: re.Pattern[str], problem: str, fix: str) -> None:
+        self.pattern, self.problem, self.fix = pattern, problem, fix
+
+    def parse_given(self, value: Any, setting: Setting) -> tuple[str, ...]:
+        return _parse_relations(value, self.pattern, self.problem, self.fix)
+
+
+class Url(_Required):
+    def __init__(self, schemes: tuple[str, ...], *, strip_slash: bool = False) -> None:
+        self.schemes, self.strip_slash = schemes, strip_slash
+
+    def parse_given(self, value: Any, setting: Setting) -> str:
+        text = _parse_url(value, self.schemes)
+        return text.rstrip("/") if self.strip_slash else text
+
+
+class Choice(_Required):
+    def parse_given(self, value: Any, setting: Setting) -> str:
         text = _as_str(value)
         if text not in setting.choices:
             raise _Bad("is not a known choice", "use one of: " + ", ".join(setting.choices))
         return text
-    if kind == "list":
-        return _parse_list(value)
-    if kind == "extensions":
+
+
+class Extensions(_Required):
+    def parse_given(self, value: Any, setting: Setting) -> tuple[str, ...]:
         exts = tuple(e.lower() for e in _parse_list(value))
         unknown = [e for e in exts if e not in KNOWN_PHP_EXTENSIONS]
         if unknown:
@@ -715,45 +800,70 @@ def _parse(setting: Setting, value: Any) -> Any:
         if not exts:
             raise _Bad("is empty", "list the extensions explicitly, e.g. " + ",".join(ORANGESCRUM_EXTENSIONS[:4]))
         return exts
-    if kind == "version":
-        return _parse_version(value)
-    if kind == "php_version":
-        text = _as_str(value)
-        if not re.fullmatch(r"8\.[1-9](\.[0-9]+)?", text):
-            raise _Bad("is not a supported PHP version", "use 8.1, 8.2, 8.3 or 8.4")
-        return text
-    if kind == "size":
-        text = _as_str(value)
-        if not SIZE_RE.fullmatch(text):
-            raise _Bad("is not a size", "use a number with an optional K, M, G or T suffix (e.g. 1G)")
-        return text
-    if kind == "name":
-        text = _as_str(value)
-        if not NAME_RE.fullmatch(text):
-            raise _Bad("is not a valid user name", "use lowercase letters, digits, '_' and '-'")
-        return text
-    if kind == "listen":
-        text = _as_str(value)
-        m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):([0-9]+)", text)
-        if not m or not 1 <= int(m.group(2)) <= 65535:
-            raise _Bad("is not HOST:PORT", "use e.g. 127.0.0.1:8080 or :8080")
-        return text
-    if kind == "pkgname":
-        text = _as_str(value)
-        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", text):
-            raise _Bad("is not a valid package name", "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)")
-        return text
-    if kind == "pkgrelease":
-        text = _as_str(value)
-        if not re.fullmatch(r"[0-9][A-Za-z0-9.+~]*", text):
-            raise _Bad("is not a valid package release", "use digits, letters, '.', '+' and '~', starting with a digit (e.g. 1)")
-        return text
-    if kind == "contact":
-        text = _as_str(value)
-        if not re.fullmatch(r"[^<>@\s][^<>@]*<[^<>@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+>", text):
-            raise _Bad("is not 'Name <email>'", "use e.g. 'OrangeScrum Packaging <packaging@example.org>'")
-        return text
-    raise AssertionError(f"unknown setting kind {kind}")  # pragma: no cover
+
+
+def _parse_listen(value: Any) -> str:
+    text = _as_str(value)
+    m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):([0-9]+)", text)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise _Bad("is not HOST:PORT", "use e.g. 127.0.0.1:8080 or :8080")
+    return text
+
+
+KINDS: dict[str, Kind] = {
+    "bool": Func(_parse_bool),
+    "int": Func(_parse_int),
+    "epoch": Func(_parse_int),
+    "port": Port(),
+    "str": Text(),
+    "path": Text(),
+    "relpath": RelPath(),
+    "abs_path": AbsPath(),
+    "image": Pattern(IMAGE_REF_RE, "is not an image reference",
+                     "use [REGISTRY/]NAME[:TAG][@sha256:DIGEST] in lowercase, e.g. debian:bookworm-slim",
+                     nonempty=True, max_len=255),
+    "image_repo": Pattern(IMAGE_REPO_RE, "is not an image repository name",
+                          "use [REGISTRY/]NAME in lowercase, without a tag, e.g. orangescrum/orangescrum",
+                          nonempty=True, max_len=255),
+    "host": Func(_parse_host),
+    "timespan": Func(_parse_timespan),
+    "homepage": Url(("https", "http")),
+    "url": Url(("https", "http", "file"), strip_slash=True),
+    "license": License(),
+    "deb_relations": Relations(DEB_RELATION_RE, "is not a Debian relation",
+                               "use comma-separated names with an optional version and '|' alternatives, "
+                               "e.g. systemd (>= 247), default-mta | mail-transport-agent"),
+    "rpm_relations": Relations(RPM_RELATION_RE, "is not an rpm dependency",
+                               "use comma-separated names with an optional version, e.g. systemd >= 247"),
+    "pkg_names": Relations(PKG_NAME_RE, "is not a package name",
+                           "use comma-separated package names (lowercase), the same in deb and rpm, "
+                           "e.g. ca-certificates"),
+    "choice": Choice(),
+    "list": Func(_parse_list),
+    "extensions": Extensions(),
+    "version": Func(_parse_version),
+    "php_version": Pattern(r"8\.[1-9](\.[0-9]+)?", "is not a supported PHP version", "use 8.1, 8.2, 8.3 or 8.4"),
+    "size": Pattern(SIZE_RE, "is not a size", "use a number with an optional K, M, G or T suffix (e.g. 1G)"),
+    "name": Pattern(NAME_RE, "is not a valid user name", "use lowercase letters, digits, '_' and '-'"),
+    "listen": Func(_parse_listen),
+    "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
+                       "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
+    "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
+                          "use digits, letters, '.', '+' and '~', starting with a digit (e.g. 1)"),
+    "contact": Pattern(r"[^<>@\s][^<>@]*<[^<>@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+>", "is not 'Name <email>'",
+                       "use e.g. 'OrangeScrum Packaging <packaging@example.org>'"),
+}
+
+
+def kind_parser(kind: str) -> Kind:
+    """The parser of a kind name (``opt_<kind>``: the kind, or unset)."""
+    if kind.startswith("opt_"):
+        return Optional_(KINDS[kind[4:]])
+    return KINDS[kind]
+
+
+def _parse(setting: Setting, value: Any) -> Any:
+    return kind_parser(setting.kind).parse(value, setting)
 
 
 # --------------------------------------------------------------------------
@@ -910,10 +1020,7 @@ def resolve(
         dist_dir=path("dist_dir") or cwd / "dist",
         env_file=path("env_file"),
         source_date_epoch=epoch,
-        skip_deploy=parsed["skip_deploy"],
-        skip_base=parsed["skip_base"],
-        rebuild_base=parsed["rebuild_base"],
-        keep_package=parsed["keep_package"],
+        run=RunOptions(**{s.key: parsed[s.key] for s in SETTINGS if s.scope == "run"}),
         builder=BuilderConfig(
             image=image,
             libc=libc,
@@ -934,7 +1041,7 @@ def resolve(
         release=ReleaseConfig(
             sign_key=parsed["release.sign_key"],
             gnupghome=path("release.gnupghome"),
-            repo_dir=path("release.repo_dir") or (path("dist_dir") or cwd / "dist") / "release" / "repo",
+            repo_dir=path("release.repo_dir") or Workspace(path("dist_dir") or cwd / "dist").default_repo_dir,
             repo_url=parsed["release.repo_url"],
             changelog=path("release.changelog"),
         ),
@@ -1053,12 +1160,32 @@ def describe(cfg: BuildConfig, keys: Iterable[str] = ()) -> list[tuple[str, str,
     for s in SETTINGS:
         if keys and s.key not in keys:
             continue
-        section, _, leaf = s.key.rpartition(".")
-        obj: Any = getattr(cfg, section) if section else cfg
-        value = getattr(obj, leaf)
+        value = value_of(cfg, s.key)
         shown = ",".join(value) if isinstance(value, tuple) else "" if value is None else str(value)
         rows.append((s.key, shown, cfg.source_of(s.key)))
     return rows
+
+
+def value_of(cfg: BuildConfig, key: str) -> Any:
+    """The resolved value of a setting (or run option) ``key``, as the config holds it."""
+    s = BY_KEY[key]
+    section, _, leaf = key.rpartition(".")
+    obj: Any = cfg.run if s.scope == "run" else getattr(cfg, section) if section else cfg
+    return getattr(obj, leaf)
+
+
+def recorded_settings(cfg: BuildConfig, prefixes: Iterable[str] = ()) -> dict[str, Any]:
+    """The persistent settings (never run options) whose key starts with one of
+    ``prefixes`` (all of them without), as JSON-ready values: what the manifest
+    records as "the settings that made it"."""
+    wanted = tuple(prefixes)
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.scope != "setting" or (wanted and not s.key.startswith(wanted)):
+            continue
+        value = value_of(cfg, s.key)
+        out[s.key] = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+    return out
 
 
 def reference_table() -> str:

@@ -20,6 +20,7 @@ from .escape import docker_tag
 from .fsutil import write_atomic
 from .log import step
 from .resources import source_root
+from .workspace import Workspace
 
 DEMO_APP = "examples/orangescrum-demo"
 RUNTIME_ROOTFS_NAME = "runtime"
@@ -91,12 +92,13 @@ def report(cfg, summary, deployed: bool, env_file: Path | None) -> list[str]:
         lines.append(f"  binary            {rel(summary.binary)}")
     for tree in summary.trees:
         lines.append(f"  dist/{tree.flavor:<12} {rel(tree.path)}")
-    lines.append(f"  build logs        {rel(cfg.dist_dir / 'logs')}")
+    ws = Workspace(cfg.dist_dir)
+    lines.append(f"  build logs        {rel(ws.logs_dir)}")
     if deployed and env_file:
         lines.append(f"  runtime image     {cfg.docker.image_name}:{docker_tag(cfg.version)}")
         lines.append(f"  demo env file     {rel(env_file)} (random secrets)")
         lines.append(f"  running app       http://{cfg.docker.bind_address}:{cfg.docker.host_port}/  "
                      f"(/healthz, /settings)")
-        lines.append(f"  stop it           cd {rel(cfg.dist_dir / 'docker')} && "
+        lines.append(f"  stop it           cd {rel(ws.docker_tree)} && "
                      f"ORANGESCRUM_ENV_FILE={env_file.resolve()} docker compose down")
     return lines

@@ -3,8 +3,9 @@
 The env file is validated first (the same validate-env.sh the entrypoint runs),
 then the environment Compose will actually pass to the services (after its
 interpolation), so an invalid one is refused with the validator's report
-before anything is built or started. Then the runtime image is built (a no-op
-when it is up to date) and the stack is started; deploy succeeds only when
+before anything is built or started. The runtime image is not built here: it is
+the docker.image stage, which the pipeline runs before this one. Then the stack
+is started; deploy succeeds only when
 `app` is healthy and `queue` is running, and otherwise shows why (states and
 the last log lines), at once when a container crash-loops.
 """
@@ -25,6 +26,7 @@ from .config import BuildConfig
 from .envcheck import require_valid_env, validator_path
 from .errors import BuildError, ConfigError, EnvInvalidError, PrerequisiteError
 from .log import logger, step
+from .workspace import Workspace
 
 # How long deploy waits for app to be healthy (its start_period is 30 s).
 WAIT_TIMEOUT = 180
@@ -36,12 +38,13 @@ def deploy_env_file(cfg: BuildConfig) -> Path:
     """--env-file, else dist/docker/.env; a clear error when there is neither."""
     if cfg.env_file is not None:
         return cfg.env_file
-    local = cfg.dist_dir / "docker" / ".env"
+    tree = Workspace(cfg.dist_dir).docker_tree
+    local = tree / ".env"
     if local.is_file():
         return local
     raise ConfigError(
         f"env_file is not set and {local} does not exist: nothing to deploy with; "
-        f"cp {cfg.dist_dir / 'docker' / '.env.example'} {local}, edit it and run again, "
+        f"cp {tree / '.env.example'} {local}, edit it and run again, "
         "or pass --env-file PATH, or --skip-deploy to only build"
     )
 
@@ -94,7 +97,7 @@ def run_compose(call: ComposeCall, *, check: bool = True) -> runner.Completed:
 
 def compose(cfg: BuildConfig, env_file: Path, *args: str, check: bool = True) -> runner.Completed:
     """Run `docker compose ARGS` in dist/docker with ``env_file`` as the services' env file."""
-    tree = cfg.dist_dir / "docker"
+    tree = Workspace(cfg.dist_dir).docker_tree
     if not (tree / "docker-compose.yaml").is_file():
         raise ConfigError(f"{tree / 'docker-compose.yaml'} does not exist; run `invoke build` "
                           "(or `invoke dist.docker`) first")
@@ -161,7 +164,7 @@ def require_valid_service_env(cfg: BuildConfig, env_file: Path) -> None:
     done = compose(cfg, env_file, "config", "--format", "json", "app", check=False)
     if done.returncode != 0:  # its message may quote a line of the env file: not shown here
         raise EnvInvalidError(
-            f"`docker compose config` rejects the deployment in {cfg.dist_dir / 'docker'} with {env_file}; "
+            f"`docker compose config` rejects the deployment in {Workspace(cfg.dist_dir).docker_tree} with {env_file}; "
             f"run `ORANGESCRUM_ENV_FILE={env_file} docker compose config --quiet` there to see why "
             "(its message may quote a value)")
     environment = json.loads(done.stdout)["services"]["app"].get("environment") or {}
@@ -177,19 +180,33 @@ def require_valid_service_env(cfg: BuildConfig, env_file: Path) -> None:
         )
 
 
-def deploy_compose(cfg: BuildConfig, *, build_image: bool = True, wait_timeout: int = WAIT_TIMEOUT) -> None:
-    """Validate the env file, build the image, start the stack and wait until it is healthy."""
+def check_env(cfg: BuildConfig) -> Path:
+    """The deployment env file, validated as a file (before any work: no docker needed)."""
     env_file = deploy_env_file(cfg)
     require_valid_env(env_file)
-    require_compose()
-    if not (cfg.dist_dir / "docker" / "docker-compose.yaml").is_file():
-        raise ConfigError(f"{cfg.dist_dir / 'docker'} is not assembled; run `invoke build` first")
-    require_valid_service_env(cfg, env_file)
-    if build_image:
-        from .dockerimage import build_runtime_image
+    return env_file
 
-        build_runtime_image(cfg)
-    with step(f"Starting the Docker deployment in {cfg.dist_dir / 'docker'}"):
+
+def check_deployable(cfg: BuildConfig, env_file: Path) -> None:
+    """Compose is there, the tree is assembled, and Compose would give the services a valid environment."""
+    require_compose()
+    tree = Workspace(cfg.dist_dir).docker_tree
+    if not (tree / "docker-compose.yaml").is_file():
+        raise ConfigError(f"{tree} is not assembled; run `invoke build` first")
+    require_valid_service_env(cfg, env_file)
+
+
+def deploy_compose(cfg: BuildConfig, *, wait_timeout: int = WAIT_TIMEOUT, checked: bool = False) -> None:
+    """Validate the env file, start the stack and wait until it is healthy.
+
+    The runtime image must exist (the docker.image stage runs first). ``checked``:
+    the caller already ran ``check_deployable`` (the pipeline does, before any stage).
+    """
+    env_file = check_env(cfg)
+    if not checked:
+        check_deployable(cfg, env_file)
+    tree = Workspace(cfg.dist_dir).docker_tree
+    with step(f"Starting the Docker deployment in {tree}"):
         compose(cfg, env_file, "up", "-d", "--no-build", "--remove-orphans")
 
         def ps() -> list[dict]:
@@ -203,10 +220,10 @@ def deploy_compose(cfg: BuildConfig, *, build_image: bool = True, wait_timeout: 
                 "the deployment did not become healthy:\n" + "\n".join(f"    {p}" for p in problems)
                 + f"\n  last {LOG_TAIL} log lines of app and queue:\n" + _indent(logs.stdout, 2 * LOG_TAIL)
                 + f"\nFix the cause, then run `invoke deploy` again (`docker compose ps` and "
-                  f"`docker compose logs app` in {cfg.dist_dir / 'docker'})."
+                  f"`docker compose logs app` in {tree})."
             )
     logger.info("    app: http://%s:%d/ is healthy, queue is running (docker compose ps / logs in %s)",
-                _url_host(cfg.docker.bind_address), cfg.docker.host_port, cfg.dist_dir / "docker")
+                _url_host(cfg.docker.bind_address), cfg.docker.host_port, tree)
 
 
 def _url_host(address: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,12 @@ from pathlib import Path
 from . import git
 from .assemble import BINARY_PATH
 from .config import BuildConfig
-from .engine import BuildLog, DockerEngine
+from .engine import BuildLog, DockerEngine, borrowed_engine
 from .errors import ConfigError
 from .escape import docker_tag
 from .log import logger, step
-from .reproducible import PAX_FORMAT, TarEntry, rfc3339, sha256_file, tar_bytes
+from .reproducible import PAX_FORMAT, TarEntry, rfc3339, tar_bytes
+from .workspace import Artifact, Workspace
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
 LABEL_INPUTS = "org.orangescrum.cloudbuilder.runtime-inputs"
@@ -72,7 +72,7 @@ def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "")
     binary (a build cache can serve a stale same-size copy; see the Dockerfile).
     """
     return RuntimeImagePlan(
-        tree=cfg.dist_dir / "docker",
+        tree=Workspace(cfg.dist_dir).docker_tree,
         repository=cfg.docker.image_name,
         tags=(docker_tag(cfg.version), "latest"),
         base_image=cfg.docker.runtime_image,
@@ -124,14 +124,14 @@ def inputs_digest(plan: RuntimeImagePlan, context: bytes, base_image_id: str) ->
 
 def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
                         force: bool = False) -> RuntimeImage:
-    """Build ``<image_name>:<version>`` and ``:latest`` from dist/docker (or reuse it)."""
-    tree = cfg.dist_dir / "docker"
+    """Build ``<image_name>:<version>`` and ``:latest`` from dist/docker (or reuse it); manifest: ``image/runtime``."""
+    ws = Workspace(cfg.dist_dir)
+    tree = ws.docker_tree
     check_tree(tree, cfg.version)
-    plan = plan_runtime_image(cfg, _revision(cfg), _sha256(tree / BINARY_PATH["docker"]))
+    plan = plan_runtime_image(cfg, _revision(cfg), ws.sha256(tree / BINARY_PATH["docker"]))
+    ws.hashes.save()
     context = build_context(plan.tree)
-    owns = engine is None
-    engine = engine or DockerEngine()
-    try:
+    with borrowed_engine(engine) as engine:
         base = engine.ensure_image(
             plan.base_image,
             "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored Debian/Ubuntu image",
@@ -142,9 +142,10 @@ def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
             for tag in plan.tags[1:]:
                 engine.tag(current.id, plan.repository, tag)
             logger.info("==> Runtime image %s: up to date (%s)", plan.refs[0], current.id[7:19])
+            _record_image(cfg, ws, plan, current.id, digest)
             return RuntimeImage(current.id, plan.refs, rebuilt=False)
         with step(f"Building the runtime image {plan.refs[0]} (base {plan.base_image})"):
-            log = BuildLog(cfg.dist_dir / "logs" / f"runtime-image-{time.strftime('%Y%m%dT%H%M%S')}.log", "image")
+            log = BuildLog(ws.log_path("runtime-image"), "image")
             image_id = engine.build(
                 context=context, dockerfile="Dockerfile", tag=plan.refs[0], buildargs=plan.buildargs,
                 labels={**plan.labels, LABEL_INPUTS: digest}, log=log,
@@ -152,13 +153,17 @@ def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
             for tag in plan.tags[1:]:
                 engine.tag(image_id, plan.repository, tag)
         logger.info("    %s (%s); build log: %s", " and ".join(plan.refs), image_id[7:19], log.path)
+        _record_image(cfg, ws, plan, image_id, digest)
         return RuntimeImage(image_id, plan.refs, rebuilt=True, log=log.path)
-    finally:
-        if owns:
-            engine.__exit__(None, None, None)
 
 
-_sha256 = sha256_file
+def _record_image(cfg: BuildConfig, ws: Workspace, plan: RuntimeImagePlan, image_id: str, digest: str) -> None:
+    from .config import recorded_settings
+
+    ws.record(Artifact(kind="image", name="runtime", version=cfg.version, path=plan.refs[0],
+                       sha256=image_id.removeprefix("sha256:"), inputs=digest,
+                       settings=recorded_settings(cfg, ("version", "source_date_epoch", "docker.")),
+                       extra={"tags": list(plan.refs)}))
 
 
 def _revision(cfg: BuildConfig) -> str:

@@ -8,12 +8,13 @@ wraps it with ``as_engine``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,13 @@ def _info(img: Any) -> ImageInfo:
         labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
         created=attrs.get("Created", ""),
     )
+
+
+@contextlib.contextmanager
+def borrowed_engine(engine: DockerEngine | None) -> Iterator[DockerEngine]:
+    """The engine the orchestrator handed down, or (a stage called on its own) one opened and closed here."""
+    if engine is not None:
+        yield engine
+        return
+    with DockerEngine() as opened:
+        yield opened

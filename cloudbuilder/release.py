@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -44,14 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import repo as repo_mod
-from .assemble import BINARY_PATH, FLAVORS, OPERATOR_FILES, Flavor, tree_fingerprint
-from .config import BuildConfig
+from .assemble import BINARY_PATH, FLAVORS, OPERATOR_FILES, Flavor, is_current
+from .config import BuildConfig, recorded_settings
 from .errors import BuildError, ConfigError, PrerequisiteError, VerificationError
-from .fsutil import HashCache, fresh_temp_dir, sha256_file, swap_into_place, write_atomic
+from .fsutil import fresh_temp_dir, sha256_file, swap_into_place, write_atomic
 from .gpg import Gpg, run_tool
 from .log import logger, step
 from .reproducible import PAX_FORMAT, TarEntry, parent_dirs, write_tar_gz
 from .repo import DebInfo, RpmInfo
+from .workspace import Artifact, Workspace
 
 SUMS = "SHA256SUMS"
 SUMS_SIG = "SHA256SUMS.asc"
@@ -62,11 +62,11 @@ TAR_GZIP_LEVEL = 6
 
 
 def release_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / "release"
+    return Workspace(cfg.dist_dir).release_dir
 
 
 def packages_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / "packages"
+    return Workspace(cfg.dist_dir).packages_dir
 
 
 def tarball_name(flavor: Flavor, version: str) -> str:
@@ -127,36 +127,27 @@ def _tree_files(tree: Path) -> list[str]:
     return sorted(out)
 
 
-def tree_input(cfg: BuildConfig, flavor: Flavor) -> TreeInput:
-    """The files of ``dist/<flavor>`` that assembly wrote, checked against its stamp and the sources."""
-    tree = cfg.dist_dir / flavor
-    stamp_path = cfg.dist_dir / ".state" / f"{flavor}.json"
+def tree_input(cfg: BuildConfig, flavor: Flavor, ws: Workspace | None = None) -> TreeInput:
+    """The files of ``dist/<flavor>`` that assembly wrote (its stamp), checked against the sources and settings."""
+    ws = ws or Workspace(cfg.dist_dir)
+    tree = ws.tree(flavor)
     rebuild = f"run `invoke dist.{flavor}` (or `invoke build`) with the settings of this release, then release again"
-    try:
-        stamp = json.loads(stamp_path.read_text())
-        listing = stamp["listing"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PrerequisiteError(f"{tree} has not been assembled (no stamp {stamp_path}); {rebuild}") from None
+    stamp = ws.stamp(flavor)
+    if stamp is None:
+        raise PrerequisiteError(f"{tree} has not been assembled (no stamp {ws.stamp_path(flavor)}); {rebuild}")
     if not tree.is_dir():
         raise PrerequisiteError(f"{tree} does not exist; {rebuild}")
-    files: list[str] = []
-    for rel, size, mtime_ns, mode in listing:
-        path = tree / rel
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            raise PrerequisiteError(f"{path} is missing (assembly wrote it); {rebuild}") from None
-        if not stat.S_ISREG(st.st_mode) or [st.st_size, st.st_mtime_ns, st.st_mode] != [size, mtime_ns, mode]:
-            raise PrerequisiteError(f"{path} was changed after assembly; {rebuild}")
-        files.append(rel)
-    # Same sources, same settings (version included) and the same binary as at assembly?
+    for rel, problem in stamp.problems(tree)[:1]:
+        if problem == "missing":
+            raise PrerequisiteError(f"{tree / rel} is missing (assembly wrote it); {rebuild}")
+        raise PrerequisiteError(f"{tree / rel} was changed after assembly; {rebuild}")
+    files = list(stamp.files)
     binary = tree / BINARY_PATH[flavor]
     if BINARY_PATH[flavor] not in files:
         raise PrerequisiteError(f"{binary} is not part of the assembled tree; {rebuild}")
-    hashes = HashCache(cfg.dist_dir / ".state" / "hashes.json")
-    _plan, current = tree_fingerprint(cfg, flavor, binary, hashes)
-    hashes.save()
-    if stamp.get("inputs") != current:
+    # Same sources, same settings (version included) and the same binary as at assembly?
+    recorded = ws.manifest.get("tree", flavor)
+    if (recorded is not None and recorded.version != cfg.version) or not is_current(cfg, flavor, ws):
         raise PrerequisiteError(
             f"{tree} was assembled from other sources or settings than this release "
             f"(version {cfg.version} from {cfg.source_of('version')}); {rebuild}"
@@ -166,8 +157,30 @@ def tree_input(cfg: BuildConfig, flavor: Flavor) -> TreeInput:
     return TreeInput(flavor, tree, tuple(sorted(files)), others)
 
 
-def _packages_of_version(cfg: BuildConfig) -> tuple[list[DebInfo], list[RpmInfo]]:
-    where = packages_dir(cfg)
+def _recorded_packages(cfg: BuildConfig, ws: Workspace) -> tuple[list[DebInfo], list[RpmInfo]] | None:
+    """The .deb and .rpm the package stage recorded for this version, while they are as it wrote them."""
+    found: dict[str, Path] = {}
+    for fmt in ("deb", "rpm"):
+        art = ws.manifest.get("package", fmt)
+        if art is None or art.version != cfg.version:
+            return None
+        path = ws.resolve(art.path)
+        if not path.is_file() or ws.sha256(path) != art.sha256:
+            return None
+        found[fmt] = path
+    ws.hashes.save()
+    for path in found.values():
+        logger.info("    using %s from the last build (manifest)", ws.relative(path))
+    return [repo_mod.read_deb(found["deb"])], [repo_mod.read_rpm(found["rpm"])]
+
+
+def _packages_of_version(cfg: BuildConfig, ws: Workspace | None = None) -> tuple[list[DebInfo], list[RpmInfo]]:
+    """The packages of this version: those the manifest records, else every one of the version in dist/packages."""
+    ws = ws or Workspace(cfg.dist_dir)
+    recorded = _recorded_packages(cfg, ws)
+    if recorded is not None:
+        return recorded
+    where = ws.packages_dir
     hint = "run `invoke package.all` first (with the same --version)"
     debs = [repo_mod.read_deb(p) for p in sorted(where.glob("*.deb"))] if where.is_dir() else []
     rpms = [repo_mod.read_rpm(p) for p in sorted(where.glob("*.rpm"))] if where.is_dir() else []
@@ -189,8 +202,9 @@ def _check_repo_dir(cfg: BuildConfig) -> None:
         )
 
 
-def plan_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleasePlan:
+def plan_release(cfg: BuildConfig, opts: ReleaseOptions, ws: Workspace | None = None) -> ReleasePlan:
     """Every input of the release, checked; no writes (but the hash cache)."""
+    ws = ws or Workspace(cfg.dist_dir)
     _check_repo_dir(cfg)
     changelog = cfg.release.changelog
     if changelog is not None and not changelog.is_file():
@@ -200,12 +214,12 @@ def plan_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleasePlan:
         )
     if changelog is None and (cfg.app / "CHANGELOG.md").is_file():
         changelog = cfg.app / "CHANGELOG.md"
-    trees = tuple(tree_input(cfg, flavor) for flavor in FLAVORS)
-    debs, rpms = _packages_of_version(cfg)
+    trees = tuple(tree_input(cfg, flavor, ws) for flavor in FLAVORS)
+    debs, rpms = _packages_of_version(cfg, ws)
     return ReleasePlan(
         version=cfg.version,
         epoch=cfg.source_date_epoch,
-        dest=release_dir(cfg),
+        dest=ws.release_dir,
         trees=trees,
         debs=tuple(debs),
         rpms=tuple(rpms),
@@ -386,9 +400,13 @@ def _inside(path: Path, parent: Path) -> Path | None:
     return path.relative_to(parent) if path.is_relative_to(parent) else None
 
 
-def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
-    """Write ``dist/release`` (and the repository with ``opts.repo``) from the planned inputs."""
-    plan = plan_release(cfg, opts)
+def make_release(cfg: BuildConfig, opts: ReleaseOptions, ws: Workspace | None = None) -> ReleaseResult:
+    """Write ``dist/release`` (and the repository with ``opts.repo``) from the planned inputs.
+
+    Records the release in the manifest (``release/release``: the digest of its SHA256SUMS).
+    """
+    ws = ws or Workspace(cfg.dist_dir)
+    plan = plan_release(cfg, opts, ws)
     gpg = opts.gpg() if opts.sign_key else None
     fpr = gpg.signing_fingerprint() if gpg else None  # fail before any work
     old_repo = _existing_repository(plan, opts, fpr) if plan.repo_dir is not None else None
@@ -434,6 +452,9 @@ def make_release(cfg: BuildConfig, opts: ReleaseOptions) -> ReleaseResult:
             shutil.rmtree(outside_tmp, ignore_errors=True)
     for name in assets:
         logger.info("    %s", plan.dest / name)
+    ws.record(Artifact(kind="release", name="release", version=plan.version, path=ws.relative(plan.dest),
+                       sha256=sha256_file(plan.dest / SUMS), settings=recorded_settings(cfg, ("version", "release.")),
+                       extra={"assets": list(assets), "signed_by": fpr, "repo": opts.repo}))
     return ReleaseResult(plan.dest, tuple(assets), fpr, repo_result, plan.repo_dir)
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, runner
-from ..config import BuildConfig
+from ..config import BuildConfig, recorded_settings
 from ..errors import BuildError, PrerequisiteError
-from ..fsutil import HashCache, remove_stale_temp_dirs, write_atomic
+from ..fsutil import HashCache, remove_stale_temp_dirs
 from ..log import logger
+from ..workspace import Artifact, Stamp, Workspace, output_of
 from .backends import Backend, Invocation, Layout, select_backend
 from .spec import FORMATS, Format, Generated, PackageSpec, build_spec, read_app_license
 
@@ -41,16 +42,16 @@ class PackageResult:
     seconds: float = 0.0
 
 
+# The settings a package is made from (besides dist/native), as the manifest records them.
+PACKAGE_SETTINGS = ("version", "source_date_epoch", "package.", "paths.", "service.")
+
+
 def packages_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / "packages"
+    return Workspace(cfg.dist_dir).packages_dir
 
 
 def native_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / "native"
-
-
-def _state_dir(cfg: BuildConfig) -> Path:
-    return cfg.dist_dir / ".state"
+    return Workspace(cfg.dist_dir).native_tree
 
 
 def _tool_identity(program: str) -> list:
@@ -62,7 +63,7 @@ def _tool_identity(program: str) -> list:
     return [path, st.st_size, st.st_mtime_ns]
 
 
-def tree_digest(cfg: BuildConfig) -> str | None:
+def tree_digest(cfg: BuildConfig, ws: Workspace | None = None) -> str | None:
     """The assembler's digest of dist/native's inputs, while the tree is exactly as it wrote it.
 
     ``assemble_tree`` stamps each tree with a hash of everything it was made
@@ -71,9 +72,13 @@ def tree_digest(cfg: BuildConfig) -> str | None:
     without reading 100+ MB again; otherwise (hand-edited tree, other stamp
     format) the files are hashed.
     """
-    from ..assemble import intact_digest
+    ws = ws or Workspace(cfg.dist_dir)
+    stamp = ws.stamp("native")
+    from ..assemble import OPERATOR_FILES
 
-    return intact_digest(cfg, "native")
+    if stamp is None or not stamp.intact(ws.native_tree, skip=OPERATOR_FILES["native"]):
+        return None
+    return stamp.inputs
 
 
 def fingerprint(spec: PackageSpec, fmt: Format, backend: Backend, hashes: HashCache,
@@ -93,14 +98,6 @@ def fingerprint(spec: PackageSpec, fmt: Format, backend: Backend, hashes: HashCa
                 continue
             h.update(f"\0{entry.dst}\0".encode() + hashes.digest(entry.src).encode())
     return h.hexdigest()
-
-
-def _stat_ident(path: Path) -> list | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 # --------------------------------------------------------------------------
@@ -178,10 +175,10 @@ def run_invocation(inv: Invocation, work: Path, what: str) -> None:
                timeout=3600, check=True, tail_lines=20)
 
 
-def _build_one(cfg: BuildConfig, spec: PackageSpec, fmt: Format, backend: Backend, digest: str,
-               stamp_path: Path, old_output: str | None) -> PackageResult:
+def _build_one(cfg: BuildConfig, ws: Workspace, spec: PackageSpec, fmt: Format, backend: Backend, digest: str,
+               old_output: str | None) -> PackageResult:
     started = time.monotonic()
-    out_dir = packages_dir(cfg)
+    out_dir = ws.packages_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = f".tmp-package-{fmt}-"
     remove_stale_temp_dirs(out_dir, prefix)
@@ -202,8 +199,7 @@ def _build_one(cfg: BuildConfig, spec: PackageSpec, fmt: Format, backend: Backen
         shutil.rmtree(work, ignore_errors=True)
     if old_output and old_output != target.name:
         (out_dir / old_output).unlink(missing_ok=True)  # the previous version of this format
-    write_atomic(stamp_path, json.dumps({"inputs": digest, "output": target.name,
-                                         "ident": _stat_ident(target)}).encode())
+    ws.write_stamp(f"package-{fmt}", Stamp(digest, (output_of(out_dir, target.name),)))
     return PackageResult(fmt, target, up_to_date=False, backend=backend.name,
                          seconds=time.monotonic() - started)
 
@@ -214,30 +210,58 @@ def check_backends(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> N
         select_backend(cfg, fmt)
 
 
-def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> list[PackageResult]:
-    """Package dist/native (assembled beforehand) as ``formats``, in parallel; skip what is up to date."""
-    native = native_dir(cfg)
+@dataclass(frozen=True)
+class PackagePlan:
+    fmt: Format
+    backend: Backend
+    digest: str
+    target: Path
+    up_to_date: bool
+    old_output: str | None  # what the last build of this format wrote (removed when the name changes)
+
+
+def plan_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
+                  ws: Workspace | None = None) -> list[PackagePlan]:
+    """Per format: the backend, the inputs digest, and whether the stamped package is up to date (no writes
+    but the hash cache)."""
+    ws = ws or Workspace(cfg.dist_dir)
+    native = ws.native_tree
     if not native.is_dir():
         raise BuildError(f"{native} does not exist; run `invoke dist.native` (or `invoke build`) first")
     spec = build_spec(cfg, native, read_app_license(cfg))
-    state = _state_dir(cfg)
-    hashes = HashCache(state / "hashes.json")
-    tree = tree_digest(cfg)
-    todo = []
-    results: dict[Format, PackageResult] = {}
+    tree = tree_digest(cfg, ws)
+    plans = []
     for fmt in formats:
         backend = select_backend(cfg, fmt)
-        digest = fingerprint(spec, fmt, backend, hashes, (native, tree) if tree else None)
-        stamp_path = state / f"package-{fmt}.json"
-        try:
-            stamp = json.loads(stamp_path.read_text())
-        except (OSError, ValueError):
-            stamp = {}
-        target = packages_dir(cfg) / spec.filename(fmt)
-        if stamp.get("inputs") == digest and stamp.get("ident") == _stat_ident(target) and target.is_file():
-            results[fmt] = PackageResult(fmt, target, up_to_date=True, backend=backend.name)
+        digest = fingerprint(spec, fmt, backend, ws.hashes, (native, tree) if tree else None)
+        stamp = ws.stamp(f"package-{fmt}")
+        target = ws.packages_dir / spec.filename(fmt)
+        current = bool(stamp and stamp.inputs == digest and stamp.files == (target.name,)
+                       and stamp.intact(ws.packages_dir))
+        plans.append(PackagePlan(fmt, backend, digest, target, current,
+                                 stamp.files[0] if stamp and stamp.files else None))
+    ws.hashes.save()
+    return plans
+
+
+def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
+                   ws: Workspace | None = None) -> list[PackageResult]:
+    """Package dist/native (assembled beforehand) as ``formats``, in parallel; skip what is up to date.
+
+    Each package is stamped (``package-<fmt>``) and recorded in the manifest (``package/<fmt>``).
+    """
+    ws = ws or Workspace(cfg.dist_dir)
+    spec = build_spec(cfg, ws.native_tree, read_app_license(cfg))
+    hashes = ws.hashes
+    todo = []
+    results: dict[Format, PackageResult] = {}
+    for p in plan_packages(cfg, formats, ws=ws):
+        if p.up_to_date:
+            results[p.fmt] = PackageResult(p.fmt, p.target, up_to_date=True, backend=p.backend.name)
+            if ws.manifest.get("package", p.fmt) is None:  # packaged before the manifest
+                _record_package(cfg, ws, p.fmt, p.target, p.digest)
         else:
-            todo.append((fmt, backend, digest, stamp_path, stamp.get("output")))
+            todo.append((p.fmt, p.backend, p.digest, p.old_output))
     hashes.save()
     if todo:
         for backend in {b.name: b for _, b, *_ in todo}.values():
@@ -248,8 +272,8 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> l
         for fmt, backend, *_ in todo:
             logger.info("==> Packaging %s with %s", spec.filename(fmt), backend.name)
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            futures = {fmt: pool.submit(_build_one, cfg, spec, fmt, backend, digest, stamp_path, old)
-                       for fmt, backend, digest, stamp_path, old in todo}
+            futures = {fmt: pool.submit(_build_one, cfg, ws, spec, fmt, backend, digest, old)
+                       for fmt, backend, digest, old in todo}
             errors = []
             for fmt, future in futures.items():
                 try:
@@ -260,4 +284,13 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> l
                 logger.error("    also failed: %s", exc)
             if errors:
                 raise errors[0]
+        for fmt, _backend, digest, _old in todo:
+            _record_package(cfg, ws, fmt, results[fmt].path, digest)
     return [results[fmt] for fmt in formats]
+
+
+def _record_package(cfg: BuildConfig, ws: Workspace, fmt: Format, target: Path, digest: str) -> None:
+    ws.record(Artifact(kind="package", name=fmt, version=cfg.version, path=ws.relative(target),
+                       sha256=ws.sha256(target), inputs=digest, settings=recorded_settings(cfg, PACKAGE_SETTINGS),
+                       extra={"release": cfg.package.release}))
+    ws.hashes.save()

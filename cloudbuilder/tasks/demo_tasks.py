@@ -16,16 +16,17 @@ def demo(c, skip_deploy=False, env_file=None):
     from .. import demo as d
     from ..engine import DockerEngine
     from ..pipeline import run_build
+    from ..workspace import Workspace
 
     configure_cli_logging()
     with user_errors():
-        with DockerEngine() as engine:
+        with DockerEngine() as engine:  # opened once, for the demo's images and every stage
             base = d.demo_layer(engine.client)
-        cfg = load_config(c, base_layer=base, env_file=env_file, skip_deploy=skip_deploy)
-        if not skip_deploy and cfg.env_file is None:
-            path = d.write_demo_env(cfg.dist_dir / "demo" / "demo.env", cfg.docker.host_port)
-            cfg = load_config(c, base_layer=base, env_file=str(path))
-        summary = run_build(cfg, deploy=not skip_deploy)
+            cfg = load_config(c, base_layer=base, env_file=env_file, skip_deploy=skip_deploy)
+            if not skip_deploy and cfg.env_file is None:
+                path = d.write_demo_env(Workspace(cfg.dist_dir).demo_env, cfg.docker.host_port)
+                cfg = load_config(c, base_layer=base, env_file=str(path))
+            summary = run_build(cfg, deploy=not skip_deploy, base_source=base.source, engine=engine)
         healthy = True
         if not skip_deploy:
             url = f"http://{cfg.docker.bind_address}:{cfg.docker.host_port}/healthz"

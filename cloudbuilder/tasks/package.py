@@ -14,15 +14,14 @@ PACKAGE_HELP = {
 
 
 def _package(c, formats, app=None, binary=None, version=None, backend=None) -> None:
-    from ..packaging.build import build_packages, check_backends
-    from ..pipeline import assemble_flavor
+    from ..pipeline import AssembleStage, BinaryStage, PackageStage, StageContext, record_given, run_stages
 
     with user_errors():
-        cfg = load_config(c, app=app, binary=binary, version=version, **{"package.backend": backend})
-        check_backends(cfg, formats)
-        assemble_flavor(cfg, "native")
-        results = build_packages(cfg, formats)
-    for r in results:
+        cfg = load_config(c, replay=True, app=app, binary=binary, version=version, **{"package.backend": backend})
+        ctx = StageContext.for_config(cfg)
+        outcomes = run_stages([BinaryStage(build=False), AssembleStage("native"), PackageStage(formats)], ctx)
+        record_given(ctx.workspace, cfg)
+    for r in outcomes[-1].result:
         if r.up_to_date:
             logger.info("  %s is up to date", r.path)
         else:
@@ -31,13 +30,19 @@ def _package(c, formats, app=None, binary=None, version=None, backend=None) -> N
 
 @task(help=PACKAGE_HELP)
 def deb(c, app=None, binary=None, version=None, backend=None):
-    """Build dist/packages/NAME_VERSION-RELEASE_ARCH.deb from dist/native (assembled first)."""
+    """Build dist/packages/NAME_VERSION-RELEASE_ARCH.deb from dist/native (re-assembled only when stale).
+
+    Defaults to what the last build made (its version, binary and settings: dist/manifest.json).
+    """
     _package(c, ("deb",), app, binary, version, backend)
 
 
 @task(help=PACKAGE_HELP)
 def rpm(c, app=None, binary=None, version=None, backend=None):
-    """Build dist/packages/NAME-VERSION-RELEASE.ARCH.rpm from dist/native (assembled first)."""
+    """Build dist/packages/NAME-VERSION-RELEASE.ARCH.rpm from dist/native (re-assembled only when stale).
+
+    Defaults to what the last build made (its version, binary and settings: dist/manifest.json).
+    """
     _package(c, ("rpm",), app, binary, version, backend)
 
 

@@ -30,16 +30,18 @@ PASSPHRASE_ENV = "GPG_PASSPHRASE"
 def release(c, version=None, app=None, sign=None, repo=False, replace=False, new_repo=False, check=False):
     """Write dist/release/: both trees as .tar.gz, the .deb and .rpm, SHA256SUMS, RELEASE_NOTES.md.
 
-    Run it after `invoke build` and `invoke package.all` with the same settings.
+    Run it after `invoke build` and `invoke package.all`: it defaults to what they
+    made (version and settings from dist/manifest.json).
     With --sign KEY: SHA256SUMS.asc and a signed .rpm (GnuPG home: release.gnupghome;
     a passphrase, if the key has one, from the environment variable GPG_PASSPHRASE).
     With --repo: apt and dnf repositories that work from any static host; the repository
     already there must verify against its own (signed) index first.
     """
-    from ..release import ReleaseOptions, check_release, make_release
+    from ..pipeline import ReleaseStage, StageContext, record_given, run_stages
+    from ..release import ReleaseOptions, check_release
 
     with user_errors():
-        cfg = load_config(c, version=version, app=app, **{"release.sign_key": sign})
+        cfg = load_config(c, replay=True, version=version, app=app, **{"release.sign_key": sign})
         opts = ReleaseOptions.from_config(cfg, passphrase=os.environ.get(PASSPHRASE_ENV) or None,
                                           repo=repo, replace=replace, new_repo=new_repo)
         if check:
@@ -50,7 +52,9 @@ def release(c, version=None, app=None, sign=None, repo=False, replace=False, new
                 logger.warning("    warning: %s", line)
             logger.info("%s verifies%s.", report.dest, "" if report.signed_by else " (integrity only: unsigned)")
             return
-        result = make_release(cfg, opts)
+        ctx = StageContext.for_config(cfg)
+        result = run_stages([ReleaseStage(opts)], ctx)[-1].result
+        record_given(ctx.workspace, cfg)
     logger.info("Release %s is in %s%s.", cfg.version, result.dest,
                 f", signed by {result.signed_by}" if result.signed_by else " (unsigned)")
     if result.repo is not None:
