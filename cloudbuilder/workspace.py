@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
-from .fsutil import HashCache, sha256_file, write_atomic
+from .fsutil import HashCache, write_atomic
+from .reproducible import sha256_bytes, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -339,8 +340,6 @@ class Workspace:
 
 def tree_sha256(root: Path, files: Iterable[str], known: Mapping[str, str] | None = None) -> str:
     """One digest for a tree: the sha256 of its ``sha256sum``-style listing (``known``: digests already at hand)."""
-    import hashlib
-
     known = known or {}
     lines = "".join(f"{known.get(rel) or sha256_file(root / rel)}  {rel}\n" for rel in sorted(files))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return sha256_bytes(lines.encode())
