@@ -249,19 +249,51 @@ def test_invoke_deploy_starts_a_healthy_stack(stack_build, docker_client, tmp_pa
         compose.purge()
 
 
-def test_invoke_deploy_refuses_what_compose_would_change(stack_build, docker_client, tmp_path):
-    """A `$` in a value passes the file check, but Compose interpolates it away."""
+def _project_containers(docker_client, project: str) -> list:
+    return docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted", "double-quoted"])
+def test_invoke_deploy_refuses_a_dollar_compose_would_interpolate(stack_build, docker_client, tmp_path, quoted):
+    """A `$` in an unquoted or double-quoted value: Compose would substitute a variable
+    (`Ab1$Tail9secret` reaches the container as `Ab1`), so the file check refuses the
+    file, says why, and nothing is built or started."""
     env_file = tmp_path / "dollar.env"
     secret_tail = "Tail9secret"
+    value = f'"Ab1${secret_tail}"' if quoted else f"Ab1${secret_tail}"
     env_file.write_text(stack_build.valid_env.replace(f"DB_PASSWORD={VALID_SETTINGS['DB_PASSWORD']}",
-                                                      f"DB_PASSWORD=Ab1${secret_tail}"))
+                                                      f"DB_PASSWORD={value}"))
     project = f"oscb-test-deploy-dollar-{int(time.time())}"
     done = invoke("deploy", "--env-file", str(env_file), env={**stack_build.env, "COMPOSE_PROJECT_NAME": project})
     assert done.returncode == 5, done.stderr[-3000:]
-    assert "the environment Compose gives the containers does not" in done.stderr
-    assert "error: DB_PASSWORD: must be at least 12 characters long" in done.stderr
+    assert f"{env_file} is not a valid deployment env file" in done.stderr
+    where = "in double quotes" if quoted else "in an unquoted value"
+    assert f"DB_PASSWORD: '$' {where}: Docker Compose would substitute a variable; use single quotes" in done.stderr
     assert secret_tail not in done.stdout + done.stderr
-    assert docker_client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}) == []
+    assert _project_containers(docker_client, project) == []
+
+
+def test_invoke_deploy_refuses_what_compose_would_change(stack_build, docker_client, tmp_path):
+    """The env file is valid, but Compose gives the containers another value: an operator's
+    docker-compose.override.yaml substitutes a variable of the process environment. The file
+    check cannot see that; deploy checks the environment Compose passes and refuses."""
+    env_file = tmp_path / "prod.env"
+    env_file.write_text(stack_build.valid_env)
+    secret = "Tail9secret"  # 11 characters: too short for DB_PASSWORD
+    override = stack_build.tree / "docker-compose.override.yaml"
+    override.write_text("services:\n  app:\n    environment:\n      DB_PASSWORD: ${DEPLOY_TEST_DB_PASSWORD:-}\n")
+    project = f"oscb-test-deploy-compose-env-{int(time.time())}"
+    try:
+        done = invoke("deploy", "--env-file", str(env_file),
+                      env={**stack_build.env, "COMPOSE_PROJECT_NAME": project, "DEPLOY_TEST_DB_PASSWORD": secret})
+    finally:
+        override.unlink()
+    assert done.returncode == 5, done.stderr[-3000:]
+    assert f"{env_file} passes the validator, but the environment Compose gives the containers does not" in done.stderr
+    assert "error: DB_PASSWORD: must be at least 12 characters long" in done.stderr
+    assert "docker-compose.override.yaml may set variables too" in done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert _project_containers(docker_client, project) == []
 
 
 def test_invoke_deploy_reports_a_crashing_stack_at_once(stack_build, docker_client, tmp_path):
