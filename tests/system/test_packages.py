@@ -1,7 +1,9 @@
 """The .deb and the .rpm on a booted Debian 12 with a real systemd.
 
 The packages are the real ones: the example app, the stand-in FrankenPHP binary
-(built by `invoke build` with the stand-in builder), dist/native, nfpm.  A
+(built by `invoke build` with the stand-in builder), dist/native, nfpm, and
+again fpm where the real fpm is installed (the module runs once per backend,
+each on a fresh machine; fpm writes the .rpm with xz, it has no zstd .rpm).  A
 debootstrapped Debian rootfs (cached as a tarball) is extracted per module and
 booted with ``systemd-nspawn -b``; commands run inside with ``nsenter``.  The
 tests below are one scenario, in order: install, configure, upgrade, remove,
@@ -95,22 +97,40 @@ def standin_binary(prerequisites, docker_client, tmp_path_factory):
     shutil.rmtree(dist, ignore_errors=True)  # ~400 MB of trees and binary
 
 
-def make_cfg(dist: Path, binary: Path, version: str):
+@pytest.fixture(scope="module", params=["nfpm", "fpm"])
+def backend(request, prerequisites) -> str:
+    """The packager under test; fpm only where the real fpm 1.x (and rpmbuild) is installed."""
+    if request.param == "fpm":
+        from cloudbuilder.packaging.fpm import FpmBackend
+
+        why = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
+        if why:
+            if os.environ.get("OSCB_REQUIRE_FPM"):
+                pytest.fail(why)
+            pytest.skip(why)
+    return request.param
+
+
+def make_cfg(dist: Path, binary: Path, version: str, backend: str):
     layers = layers_from(None, None, {}, {})
     layers.append(Layer("flag", {"app": str(EXAMPLE_APP), "binary": str(binary), "dist_dir": str(dist),
-                                 "version": version, "package.backend": "nfpm"}))
+                                 "version": version, "package.backend": backend,
+                                 **({"package.rpm_compression": "xz"} if backend == "fpm" else {})}))
     return resolve(layers, cwd=ROOT, environ={})
 
 
 @pytest.fixture(scope="module")
-def packages(standin_binary, tmp_path_factory):
+def packages(backend, standin_binary, tmp_path_factory):
     """4.0.0 and 4.0.1 of both formats, packaged as `invoke package.all` does."""
     built, dists = {}, []
     for version in ("4.0.0", "4.0.1"):
-        cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{version}") / "dist", standin_binary, version)
+        cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{backend}-{version}") / "dist", standin_binary, version,
+                       backend)
         dists.append(cfg.dist_dir)
         assemble_flavor(cfg, "native")
-        built[version] = {r.fmt: r.path for r in build_packages(cfg)}
+        results = build_packages(cfg)
+        assert {r.backend for r in results} == {backend}
+        built[version] = {r.fmt: r.path for r in results}
     yield built
     for dist in dists:
         shutil.rmtree(dist, ignore_errors=True)
@@ -122,9 +142,9 @@ def rootfs_tarball(prerequisites) -> Path:
 
 
 @pytest.fixture(scope="module")
-def machine(rootfs_tarball, packages, tmp_path_factory):
+def machine(rootfs_tarball, backend, packages, tmp_path_factory):
     root = tmp_path_factory.mktemp("nspawn") / "rootfs"
-    guest = BootedDebian(rootfs_tarball, root, f"oscb-pkg-{os.getpid()}")
+    guest = BootedDebian(rootfs_tarball, root, f"oscb-pkg-{backend}-{os.getpid()}")
     try:
         guest.boot()
         for version, files in packages.items():
@@ -194,9 +214,9 @@ def test_rpmlint_clean(packages, tmp_path):
     assert "0 errors, 0 warnings" in done.stdout, done.stdout + done.stderr
 
 
-def test_rebuild_is_byte_identical(packages, standin_binary, tmp_path):
+def test_rebuild_is_byte_identical(packages, backend, standin_binary, tmp_path):
     """Another directory, a later time, umask 077: the same .deb and .rpm."""
-    cfg = make_cfg(tmp_path / "dist", standin_binary, "4.0.0")
+    cfg = make_cfg(tmp_path / "dist", standin_binary, "4.0.0", backend)
     old = os.umask(0o077)
     try:
         shutil.copytree(packages["4.0.0"]["deb"].parent.parent / "native", cfg.dist_dir / "native",
