@@ -85,8 +85,8 @@ class Choice:
 
 
 # auto's order of preference per compression, fastest able first (measured, packaging/README.md):
-# with xz fpm runs xz(1)/liblzma, several times faster than nfpm's Go xz; with zstd, gzip or none
-# both take about as long and nfpm needs no Ruby, no rpmbuild and no fpm-specific workarounds.
+# with xz fpm runs liblzma's multi-threaded compressor, faster than nfpm's Go xz and smaller; with
+# zstd, gzip or none both take about as long and nfpm needs no Ruby, no rpmbuild, no workarounds.
 AUTO_PREFERENCE: Mapping[str, tuple[str, ...]] = {
     "xz": ("fpm", "nfpm"),
     "zstd": ("nfpm", "fpm"),
@@ -94,7 +94,7 @@ AUTO_PREFERENCE: Mapping[str, tuple[str, ...]] = {
     "none": ("nfpm", "fpm"),
 }
 _WHY_PREFERRED = {
-    "fpm": "fpm compresses xz with liblzma, several times faster than nfpm",
+    "fpm": "fpm's multi-threaded liblzma xz is faster and smaller than nfpm's",
     "nfpm": "nfpm is as fast as fpm with {compression} and needs neither Ruby nor rpmbuild",
 }
 

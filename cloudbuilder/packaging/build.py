@@ -228,7 +228,7 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> l
     for fmt in formats:
         choice = choose_backend(cfg, fmt)
         backend = choice.backend
-        logger.info("    .%s: %s (%s)", fmt, backend.name, choice.reason)
+        logger.info("    package.%s: %s (%s)", fmt, backend.name, choice.reason)
         digest = fingerprint(spec, fmt, backend, hashes, (native, tree) if tree else None)
         stamp_path = state / f"package-{fmt}.json"
         try:

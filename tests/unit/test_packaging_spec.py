@@ -377,7 +377,7 @@ def test_auto_takes_fpm_for_xz_and_nfpm_otherwise(tmp_path):
     xz = make_cfg(tmp_path, **{"package.rpm_compression": "xz", "package.deb_compression": "xz"})
     for fmt in FORMATS:
         choice = choose_backend(xz, fmt, missing=both)
-        assert choice.backend.name == "fpm" and choice.reason.startswith("auto, xz: fpm compresses xz with liblzma")
+        assert choice.backend.name == "fpm" and choice.reason.startswith("auto, xz: fpm's multi-threaded liblzma xz")
         choice = choose_backend(xz, fmt, missing=installed("nfpm"))
         assert choice.backend.name == "nfpm" and choice.reason == "auto, xz: not fpm: `fpm` is not on PATH"
     assert select_backend(xz, "rpm", missing=installed()).name == "nfpm"  # neither: the easier to install
@@ -507,11 +507,15 @@ def test_fpm_argv_invariants(spec):
     cfg_xz = dataclasses.replace(spec, compression={"deb": "gzip", "rpm": "xz"})
     rpm = backend.plan(cfg_xz, "rpm", fixed_layout(spec, "rpm"), Path("/o.rpm")).argv
     pairs = list(zip(rpm, rpm[1:]))
-    assert ("--rpm-compression", "xz") in pairs and ("--rpm-digest", "sha256") in pairs
+    assert ("--rpm-digest", "sha256") in pairs
     assert ("--rpm-attr", "0640,root,orangescrum:/etc/orangescrum/orangescrum.env") in pairs
     assert ("--rpm-attr", "0750,orangescrum,orangescrum:/var/lib/orangescrum") in pairs
     assert ("--directories", "/var/cache/orangescrum") in pairs
-    assert ("--rpm-compression-level", "6") in pairs and "--edit" in rpm
+    assert ("--rpm-compression", "xzmt") in pairs and ("--rpm-compression-level", "3") in pairs
+    xz_deb = backend.plan(dataclasses.replace(spec, compression={"deb": "xz", "rpm": "xz"}), "deb",
+                          fixed_layout(spec, "deb"), Path("/o.deb"))
+    assert xz_deb.env["XZ_DEFAULTS"] == "-T0" and ("--deb-compression-level", "3") in zip(xz_deb.argv, xz_deb.argv[1:])
+    assert "--edit" in rpm
     # fpm adds the directories below each --directories itself: nested ones would be listed twice
     assert ("--directories", "/usr/share/doc/orangescrum") in pairs
     assert ("--directories", "/usr/share/doc/orangescrum/docs") not in pairs
