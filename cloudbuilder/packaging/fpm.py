@@ -49,11 +49,13 @@ The .rpm:
 
 xz, both formats: level 3 (``XZ_OPT=-3`` for the .deb, ``w3T.xzdio`` for the
 .rpm; fpm's rpm default is 9) with liblzma's multi-threaded compressor
-(``XZ_DEFAULTS=-T0``, rpm's ``xzmt``).  Measured on 30 MB of machine code,
-2 busy cores: 9 s and 9.2 MiB, where nfpm's Go xz takes 17 s for 10.4 MiB and
-single-threaded ``xz -6`` 32 s for 8.5 MiB.  That is why ``auto`` picks fpm for
-xz.  xz >= 5.4 uses the multi-threaded compressor for every ``-T`` but 1, also
-on one core, so the bytes do not depend on the machine's number of cores.
+(``XZ_DEFAULTS=-T0``, rpm's ``xzmt``), which uses every core where nfpm's Go
+xz uses one.  Measured on 30 MB of machine code, 2 busy shared cores
+(benchmarks/package_speed.py, medians of 3): .deb 11.5 s and 9.3 MiB with fpm,
+12.2 s and 10.4 MiB with nfpm; xz -3 alone takes 9.3 s with -T0, 14.5 s with
+-T1.  (Single-threaded ``xz -6`` made fpm twice as slow as nfpm.)  xz >= 5.4
+uses the multi-threaded compressor for every ``-T`` but 1, also on one core, so
+the bytes do not depend on the machine's number of cores.
 """
 
 from __future__ import annotations

@@ -377,7 +377,7 @@ def test_auto_takes_fpm_for_xz_and_nfpm_otherwise(tmp_path):
     xz = make_cfg(tmp_path, **{"package.rpm_compression": "xz", "package.deb_compression": "xz"})
     for fmt in FORMATS:
         choice = choose_backend(xz, fmt, missing=both)
-        assert choice.backend.name == "fpm" and choice.reason.startswith("auto, xz: fpm's multi-threaded liblzma xz")
+        assert choice.backend.name == "fpm" and choice.reason.startswith("auto, xz: fpm's liblzma xz uses every core")
         choice = choose_backend(xz, fmt, missing=installed("nfpm"))
         assert choice.backend.name == "nfpm" and choice.reason == "auto, xz: not fpm: `fpm` is not on PATH"
     assert select_backend(xz, "rpm", missing=installed()).name == "nfpm"  # neither: the easier to install
