@@ -89,8 +89,8 @@ _SCRIPT_FLAGS = (("pre", "--before-install"), ("post", "--after-install"),
 # What FPM_EDITOR does to the generated rpm spec file (run by `fpm --edit`).
 RPM_SPEC_EDIT = ("sed", "-i", "-e", r"/^Prefix: \/$/d", "-e", r"/^%description$/,/^%prep$/s/^ \.$//")
 
-# fpm >= 1.14 writes zstd .debs; 1.17.0 is the version this backend was checked against.
-MIN_VERSION = (1, 14)
+# fpm 1.16.0 added zstd .debs and --deb-compression-level (CHANGELOG.rst); checked against 1.17.0.
+MIN_VERSION = (1, 16)
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
@@ -174,8 +174,8 @@ class FpmBackend:
             return (f"the `fpm` on PATH ({shutil.which(self.program)}) is not fpm 1.x, the packager: "
                     f"`fpm --version` printed {first!r} (the Fortran package manager is also called fpm)")
         if version[:2] < MIN_VERSION:
-            return (f"fpm {'.'.join(map(str, version))} is too old: zstd .debs need fpm >= "
-                    f"{'.'.join(map(str, MIN_VERSION))}")
+            return (f"fpm {'.'.join(map(str, version))} is too old: zstd .debs and --deb-compression-level "
+                    f"need fpm >= {'.'.join(map(str, MIN_VERSION))}")
         if fmt == "rpm" and shutil.which("rpmbuild") is None:
             return "fpm writes an .rpm with rpmbuild, which is not on PATH (apt-get install rpm; dnf install rpm-build)"
         return None
