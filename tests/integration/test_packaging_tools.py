@@ -425,11 +425,13 @@ def rpm_facts(rpm: Path) -> dict:
     for row in filter(None, rows.split("\x1e")):
         name, *rest = row.split(sep)
         files[name] = rest
-    deps = {kind: sorted(rpm_query(rpm, f"[%{{{kind}NAME}} %{{{kind}FLAGS:deptype}} %{{{kind}VERSION}}\n]").splitlines())
+    deps = {kind: sorted(rpm_query(rpm, f"[%{{{kind}NAME}} %{{{kind}FLAGS:deptype}} %{{{kind}VERSION}}\n]")
+                         .splitlines())
             for kind in ("REQUIRE", "PROVIDE", "RECOMMEND", "CONFLICT", "OBSOLETE")}
     # rpmbuild adds the scriptlets' interpreter (Requires(pre,post,...): /bin/sh); nfpm does not
     deps["REQUIRE"] = [d for d in deps["REQUIRE"] if ",interp" not in d]
-    scripts = {t: rpm_query(rpm, f"%{{{t}PROG}}\n%{{{t}}}").rstrip("\n") for t in ("PREIN", "POSTIN", "PREUN", "POSTUN")}
+    scripts = {t: rpm_query(rpm, f"%{{{t}PROG}}\n%{{{t}}}").rstrip("\n")
+               for t in ("PREIN", "POSTIN", "PREUN", "POSTUN")}
     changelog = rpm_query(rpm, "[%{CHANGELOGTIME} %{CHANGELOGNAME}\n%{CHANGELOGTEXT}\n]")
     return {"header": header, "files": files, "deps": deps, "scripts": scripts, "changelog": changelog}
 

@@ -395,7 +395,8 @@ def test_fpm_detection_refuses_other_programs_called_fpm(monkeypatch):
     monkeypatch.setattr(fpm, "_version_output", lambda path, ident: printed["out"])
     backend = FpmBackend()
     assert backend.missing("deb") is None and backend.missing("rpm") is None
-    printed["out"] = "Version:     0.10.1, alpha\nProgram:     fpm(1)\nDescription: A Fortran package manager and build system"
+    printed["out"] = ("Version:     0.10.1, alpha\nProgram:     fpm(1)\n"
+                      "Description: A Fortran package manager and build system")
     assert "is not fpm 1.x, the packager" in backend.missing("deb")
     assert "'Version:     0.10.1, alpha'" in backend.missing("deb")
     printed["out"] = "1.9.3"
