@@ -403,7 +403,7 @@ def deb_facts(deb: Path, tmp_path: Path) -> dict:
     return {
         "paths": paths,
         "fields": parse_control(run("dpkg-deb", "-f", str(deb)).stdout),
-        "conffiles": (control / "conffiles").read_text().split(),
+        "conffiles": (control / "conffiles").read_text().split() if (control / "conffiles").exists() else [],
         "scripts": scripts,
         "script_modes": {n: oct((control / n).stat().st_mode & 0o7777) for n in scripts},
         "md5sums": md5sums,
