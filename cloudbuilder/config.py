@@ -188,8 +188,8 @@ SETTINGS: tuple[Setting, ...] = (
                  "binary they reach the server's own files. Default: refuse, naming each link."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
-            help="Packager: fpm (Ruby gem) or nfpm. auto takes fpm when it is on PATH and can write the "
-                 "chosen compressions, else nfpm."),
+            help="Packager: fpm (Ruby gem, 1.x) or nfpm. auto takes, per format, fpm for xz and nfpm "
+                 "otherwise, when installed and able, else the other."),
     Setting(key="package.name", default="orangescrum", kind="pkgname",
             help="Package name (deb and rpm)."),
     Setting(key="package.release", default="1", kind="pkgrelease",

