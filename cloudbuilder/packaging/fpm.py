@@ -48,6 +48,13 @@ The .rpm:
   line per ``spec.ghosts_for("rpm")`` after ``%defattr`` (rpmbuild 4.18 takes a
   ghost that is not in the build root; ``clamp_mtime_to_source_date_epoch``
   gives it the mtime nfpm writes);
+* rpmbuild expands macros in the whole spec file fpm writes: header fields,
+  ``%description``, the scriptlets and ``%changelog`` (``%{...}`` replaced,
+  ``%(...)`` run by a shell).  Every text fpm puts there goes through
+  ``escape.rpm_spec_text`` (``%`` -> ``%%``), the scriptlets too (fpm reads
+  escaped copies, ``scripts/rpm-*.fpm``), so the .rpm carries what nfpm's
+  does.  fpm itself expands no ``$VAR``; its environment is the minimal one
+  of every packager (``build.packager_environment``);
 * ``--rpm-rpmbuild-define`` ``_buildhost``, ``use_source_date_epoch_as_buildtime``,
   ``clamp_mtime_to_source_date_epoch`` and ``_build_id_links none``; ``--rpm-digest sha256``.
 
@@ -76,6 +83,7 @@ from pathlib import Path
 
 from ..errors import BuildError, ConfigError
 from ..escape import path as installed_path
+from ..escape import rpm_spec_text
 from .backends import Invocation, Layout
 from .nfpm import BUILDHOST
 from .spec import Format, Generated, PackageSpec
@@ -114,9 +122,11 @@ _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 @functools.lru_cache(maxsize=8)
 def _version_output(path: str, _ident: tuple[int, int]) -> str:
     """What ``fpm --version`` prints (cached per binary: Ruby takes a while to start)."""
+    from .build import packager_environment  # build imports the backends
+
     try:
         done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=packager_environment(os.environ, {}))
     except (OSError, subprocess.SubprocessError) as exc:
         return f"<failed: {exc}>"
     return (done.stdout + done.stderr).strip()
@@ -218,12 +228,15 @@ class FpmBackend:
             raise ConfigError(reason)
         work = layout.work
         epoch = str(spec.source_date_epoch)
+        # The .rpm's texts reach rpmbuild's macro expansion (the module docstring); the .deb's control
+        # file is ours and fpm reads --maintainer/--url there for nothing it writes.
+        text = rpm_spec_text if fmt == "rpm" else str
         argv: list[str] = [
             self.program, "-s", "dir", "-t", fmt, "--force", "--package", str(output),
             "--workdir", str(work),
             "--name", spec.name, "--version", spec.version, "--iteration", spec.release,
-            "--architecture", spec.arch_for(fmt), "--maintainer", spec.maintainer,
-            "--url", spec.homepage,
+            "--architecture", spec.arch_for(fmt), "--maintainer", text(spec.maintainer),
+            "--url", text(spec.homepage),
             "--source-date-epoch-default", epoch, "--no-auto-depends",
         ]
         for entry in spec.files_for(fmt):
@@ -232,7 +245,13 @@ class FpmBackend:
         level = _LEVEL[fmt][compression]
         files: dict[str, str] = {}
         for name, flag in _SCRIPT_FLAGS:
-            argv += [flag, str(layout.scripts[name])]
+            if fmt == "rpm":  # an escaped copy: rpmbuild expands macros in scriptlets
+                script = getattr(spec.scripts["rpm"], name)
+                assert isinstance(script, Generated)
+                files[f"scripts/rpm-{name}.fpm"] = rpm_spec_text(script.data.decode("utf-8"))
+                argv += [flag, str(work / f"scripts/rpm-{name}.fpm")]
+            else:
+                argv += [flag, str(layout.scripts[name])]
         links: dict[str, str] = {}  # work-relative path -> link target
         env = {"SOURCE_DATE_EPOCH": epoch}
         extra: list[str] = []  # SRC=DST mappings that are not spec entries
@@ -276,11 +295,12 @@ class FpmBackend:
                   level: str | None) -> list[str]:
         # The first line is the synopsis; a blank line separates paragraphs in an rpm.
         description = spec.summary + "\n" + spec.description.replace("\n.\n", "\n\n")
-        args = ["--vendor", spec.vendor, "--license", spec.license, "--description", description,
-                "--category", spec.rpm_group]
+        text = rpm_spec_text  # every text below lands in the spec file (the module docstring)
+        args = ["--vendor", text(spec.vendor), "--license", text(spec.license), "--description", text(description),
+                "--category", text(spec.rpm_group)]
         for dep in spec.depends["rpm"]:
-            args += ["--depends", dep]
-        args += ["--rpm-os", "linux", "--rpm-summary", spec.summary, "--rpm-digest", "sha256",
+            args += ["--depends", text(dep)]
+        args += ["--rpm-os", "linux", "--rpm-summary", text(spec.summary), "--rpm-digest", "sha256",
                  "--rpm-compression", _COMPRESSION["rpm"][spec.compression["rpm"]]]
         if level is not None:
             args += ["--rpm-compression-level", level]
@@ -292,7 +312,7 @@ class FpmBackend:
                  "--edit"]
         env["FPM_EDITOR"] = shlex.join(rpm_spec_edit(spec))
         for dep in spec.recommends:
-            args += ["--rpm-tag", f"Recommends: {dep}"]
+            args += ["--rpm-tag", f"Recommends: {text(dep)}"]
         dirs = spec.dirs_for("rpm")
         for d in dirs:
             if not any(d.dst.startswith(other.dst + "/") for other in dirs):
@@ -301,6 +321,6 @@ class FpmBackend:
             args += ["--rpm-attr", f"{d.mode:04o},{d.owner},{d.group}:{d.dst}"]
         for entry in spec.files_for("rpm"):
             args += ["--rpm-attr", f"{entry.mode:04o},{entry.owner},{entry.group}:{entry.dst}"]
-        files["changelog.rpm"] = self.rpm_changelog(spec)
+        files["changelog.rpm"] = text(self.rpm_changelog(spec))
         return args
 

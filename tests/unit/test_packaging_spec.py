@@ -493,6 +493,10 @@ def test_fpm_argv_golden(spec, fmt):
                            "FPM_EDITOR": "sed -i -e '/^Prefix: \\/$/d' -e '/^%description$/,/^%prep$/s/^ \\.$//' "
                                          "-e '/^%defattr(/a %ghost %attr(0640,root,orangescrum) "
                                          "/etc/orangescrum/orangescrum.env'"}
+        # rpmbuild expands macros in the scriptlets: fpm reads escaped copies, the same text otherwise
+        for name in ("pre", "post", "preun", "postun"):
+            script = getattr(spec.scripts["rpm"], name).data.decode()
+            assert inv.files[f"scripts/rpm-{name}.fpm"] == script.replace("%", "%%")
 
 
 def test_fpm_deb_changelog_is_the_shared_template(spec):
@@ -516,6 +520,23 @@ def test_fpm_deb_control_has_the_fields_nfpm_writes(spec):
     with pytest.raises(BuildError, match="must be one non-empty line"):
         FpmBackend().plan(dataclasses.replace(spec, homepage="x\nEvil: 1"), "deb", fixed_layout(spec, "deb"),
                           Path("/o.deb"))
+
+
+def test_fpm_doubles_every_percent_of_the_rpm_spec_file_and_no_other(spec):
+    """rpmbuild expands %-macros (and runs %(...)) in the spec file fpm writes; the .deb's control is ours."""
+    odd = dataclasses.replace(spec, vendor="Acme 100% %{_bindir} %(id)", maintainer="Ops %x <o@example.org>",
+                              homepage="https://example.org/a%20b", compression={"deb": "zstd", "rpm": "xz"},
+                              changelog=dataclasses.replace(spec.changelog, author="Ops %x <o@example.org>"))
+    rpm = FpmBackend().plan(odd, "rpm", fixed_layout(odd, "rpm"), Path("/o.rpm"))
+    pairs = dict(zip(rpm.argv, rpm.argv[1:]))
+    assert pairs["--vendor"] == "Acme 100%% %%{_bindir} %%(id)"
+    assert pairs["--maintainer"] == "Ops %%x <o@example.org>" and pairs["--url"] == "https://example.org/a%%20b"
+    assert "* Tue Nov 14 22:13:20 UTC 2023 Ops %%x <o@example.org>" in rpm.files["changelog.rpm"]
+    assert "%%s" in rpm.files["scripts/rpm-post.fpm"] and "%s" not in rpm.files["scripts/rpm-post.fpm"].replace("%%", "")
+    deb = FpmBackend().plan(odd, "deb", fixed_layout(odd, "deb"), Path("/o.deb"))
+    assert dict(zip(deb.argv, deb.argv[1:]))["--maintainer"] == "Ops %x <o@example.org>"
+    assert "Maintainer: Ops %x <o@example.org>\n" in deb.files["control"]
+    assert deb.argv[deb.argv.index("--after-install") + 1] == "/build/work/scripts/deb-postinst"  # as rendered
 
 
 def test_fpm_argv_invariants(spec):
