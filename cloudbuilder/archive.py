@@ -22,19 +22,19 @@ same content hash.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import io
 import os
 import re
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import git
 from .errors import BuildError
 from .log import logger
+from .reproducible import GNU_FORMAT, TarEntry, parent_dirs, sha256_bytes, tar_bytes
 
 # (pattern, anywhere?): anywhere=False matches only the first path component.
 DEFAULT_EXCLUDES: tuple[tuple[str, bool], ...] = (
@@ -121,37 +121,13 @@ def _build_excluded(rel: str, excludes: Sequence[tuple[str, bool]] = DEFAULT_EXC
     return False
 
 
-def _git_toplevel(path: Path) -> Path | None:
-    try:
-        done = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-                              capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
-
-
-def _committed_treeish(app: Path, top: Path) -> str | None:
-    """``HEAD[:sub]`` when ``app`` is committed in its repository, else None."""
-    sub = app.resolve().relative_to(top.resolve()).as_posix()
-    treeish = "HEAD" if sub == "." else f"HEAD:{sub}"
-    done = subprocess.run(["git", "-C", str(top), "rev-parse", "--verify", "--quiet", f"{treeish}^{{tree}}"],
-                          capture_output=True, text=True, timeout=30, check=False)
-    return treeish if done.returncode == 0 else None
+_git_toplevel = git.toplevel
+_committed_treeish = git.committed_treeish
 
 
 def _git_members(app: Path, top: Path, treeish: str) -> Iterator[tuple[str, int, bytes | str]]:
     """(relpath, mode, content-or-link-target) of the committed tree of ``app``."""
-    try:
-        done = subprocess.run(["git", "-C", str(top), "archive", "--format=tar", treeish],
-                              capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BuildError(f"git archive of {app} failed: {exc}") from None
-    if done.returncode != 0:
-        raise BuildError(
-            f"git archive of {app} failed: {done.stderr.decode(errors='replace').strip()}; "
-            "commit the app (git archive ships what is committed) or fix the repository"
-        )
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(git.archive_tar(app, top, treeish))) as tar:
         for m in tar.getmembers():
             if m.isfile():
                 f = tar.extractfile(m)
@@ -159,9 +135,7 @@ def _git_members(app: Path, top: Path, treeish: str) -> Iterator[tuple[str, int,
                 yield m.name, m.mode, f.read()
             elif m.issym():
                 yield m.name, m.mode, m.linkname
-    status = subprocess.run(["git", "-C", str(app), "status", "--porcelain", "--", "."],
-                            capture_output=True, text=True, timeout=60, check=False)
-    if status.stdout.strip():
+    if git.has_uncommitted_changes(app):
         logger.warning("    note: %s has uncommitted changes; git archive ships the last commit only", app)
 
 
@@ -182,20 +156,10 @@ def _git_listed(app: Path, top: Path) -> list[str] | None:
     None when the enclosing repository ignores ``app`` as a whole: its rules
     then say nothing about the app's own files.
     """
-    def git(*args: str) -> subprocess.CompletedProcess[bytes]:
-        try:
-            return subprocess.run(["git", "-C", str(app), *args], capture_output=True, timeout=600, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise BuildError(f"git ls-files in {app} failed: {exc}") from None
-
-    if app.resolve() != top.resolve() and git("check-ignore", "-q", "--", ".").returncode == 0:
+    if app.resolve() != top.resolve() and git.is_ignored(app):
         return None
-    done = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
-    if done.returncode != 0:
-        raise BuildError(f"git ls-files in {app} failed: {done.stderr.decode(errors='replace').strip()}; "
-                         "fix the repository, or commit the app")
     listed: set[str] = set()
-    for raw in done.stdout.split(b"\0"):
+    for raw in git.offered_files(app).split(b"\0"):
         rel = os.fsdecode(raw).rstrip("/")
         if not rel or _build_excluded(rel):  # as the walk prunes them: node_modules can be huge
             continue
@@ -351,30 +315,15 @@ def archive_app(app: Path, *, epoch: int, prefix: str = "app/",
     for link in outside:
         logger.warning("    symlink %s points outside the app (archived: app_external_symlinks is set)", link)
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        dirs: set[str] = set()
-        for rel in kept:
-            parent = PurePosixPath(rel).parent
-            while str(parent) != ".":
-                dirs.add(str(parent))
-                parent = parent.parent
-        entries = sorted([(d, None) for d in dirs] + [(r, kept[r]) for r in kept], key=lambda e: e[0])
-        for rel, item in entries:
-            info = tarfile.TarInfo(prefix + rel)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = epoch, 0, 0, "", ""
-            if item is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-                continue
-            mode, content = item
-            if isinstance(content, str):
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, content, 0o777
-                tar.addfile(info)
-            else:
-                info.mode = 0o755 if mode & 0o111 else 0o644
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-    data = buf.getvalue()
-    return AppArchive(data=data, sha256=hashlib.sha256(data).hexdigest(), method=method,
+    def entry(rel: str, item: tuple[int, bytes | str] | None) -> TarEntry:
+        if item is None:
+            return TarEntry.dir(prefix + rel)
+        mode, content = item
+        if isinstance(content, str):
+            return TarEntry.symlink(prefix + rel, content)
+        return TarEntry.file(prefix + rel, content, 0o755 if mode & 0o111 else 0o644)
+
+    rows = sorted([(d, None) for d in parent_dirs(kept)] + [(r, kept[r]) for r in kept], key=lambda e: e[0])
+    data = tar_bytes((entry(rel, item) for rel, item in rows), format=GNU_FORMAT, mtime=epoch)
+    return AppArchive(data=data, sha256=sha256_bytes(data), method=method,
                       files=len(kept), excluded=tuple(sorted(excluded)), credentials=tuple(sorted(credentials)))

@@ -18,31 +18,28 @@ carries it out through ``DockerEngine``.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import http.server
-import io
 import json
 import os
 import secrets
-import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from . import __version__
+from . import __version__, runner
 from .archive import archive_app
 from .config import STANDIN_PREFIX, BuildConfig
 from .engine import BuildLog, BuildStep, DockerEngine, ImageInfo
 from .errors import BuildError, ConfigError
 from .fsutil import HashCache, write_atomic
 from .log import logger, step
+from .reproducible import GNU_FORMAT, PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -143,17 +140,10 @@ class BinaryResult:
 
 def _tar(files: dict[str, bytes], extra: bytes | None = None) -> bytes:
     """A build context: ``files`` plus the members of the tar ``extra``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as out:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            out.addfile(info, io.BytesIO(data))
-        if extra is not None:
-            with tarfile.open(fileobj=io.BytesIO(extra)) as src:
-                for m in src.getmembers():
-                    out.addfile(m, src.extractfile(m) if m.isfile() else None)
-    return buf.getvalue()
+    entries = [TarEntry.file(name, data) for name, data in sorted(files.items())]
+    if extra is not None:
+        entries += tar_members(extra)
+    return tar_bytes(entries, format=PAX_FORMAT, mtime=0)
 
 
 @dataclass(frozen=True)
@@ -202,35 +192,27 @@ def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
     the image's vendor tree is the one composer installed, as with
     ``composer install --no-dev`` over a clean checkout.
     """
-    with tarfile.open(fileobj=io.BytesIO(archive)) as src:
-        members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]  # type: ignore[union-attr]
-    composer_json = next((d for m, d in members if m.name == APP_PREFIX + "composer.json" and m.isfile()), None)
+    members = list(tar_members(archive))
+    composer_json = next((e.data for e in members if e.name == APP_PREFIX + "composer.json" and e.kind == "file"),
+                         None)
     vendor, roots = _dependency_roots(composer_json)
-    buf = io.BytesIO()
     deps: list[str] = []
     vendor_files = 0
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as out:
-        info = tarfile.TarInfo(EMBED_DOCKERFILE)
-        info.size, info.mode, info.mtime = len(dockerfile), 0o644, 0
-        out.addfile(info, io.BytesIO(dockerfile))
-        info = tarfile.TarInfo(DEPS_DIR)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-        out.addfile(info)  # COPY deps/ needs it even for an app without composer.json
-        for m, data in members:
-            rel = m.name.removeprefix(APP_PREFIX).rstrip("/")
-            if not m.name.startswith(APP_PREFIX):
-                continue
-            if rel == vendor or rel.startswith(vendor + "/"):
-                vendor_files += int(m.isfile())
-                continue
-            out.addfile(m, io.BytesIO(data) if data is not None else None)
-            if _is_dependency_input(rel, roots):
-                dep = copy.copy(m)
-                dep.name = f"{DEPS_DIR}/{rel}"
-                out.addfile(dep, io.BytesIO(data) if data is not None else None)
-                if m.isfile():
-                    deps.append(rel)
-    return EmbedContext(buf.getvalue(), tuple(deps), vendor_files)
+    # COPY deps/ needs the directory even for an app without composer.json
+    entries = [TarEntry.file(EMBED_DOCKERFILE, dockerfile), TarEntry.dir(DEPS_DIR)]
+    for e in members:
+        rel = e.name.removeprefix(APP_PREFIX).rstrip("/")
+        if not e.name.startswith(APP_PREFIX):
+            continue
+        if rel == vendor or rel.startswith(vendor + "/"):
+            vendor_files += int(e.kind == "file")
+            continue
+        entries.append(e)
+        if _is_dependency_input(rel, roots):
+            entries.append(replace(e, name=f"{DEPS_DIR}/{rel}"))
+            if e.kind == "file":
+                deps.append(rel)
+    return EmbedContext(tar_bytes(entries, format=GNU_FORMAT, mtime=0), tuple(deps), vendor_files)
 
 
 def deps_tag(dist_dir: Path) -> str:
@@ -295,7 +277,7 @@ def _ensure_builder_image(engine: DockerEngine, cfg: BuildConfig) -> str:
         from .standin import ensure_standin_image
 
         with step(f"Stand-in builder image {ref}"):
-            return ensure_standin_image(engine.client, ref)
+            return ensure_standin_image(engine, ref)
     return engine.ensure_image(
         ref,
         f"set builder.image (OSCB_BUILDER_IMAGE) to a mirror that has it, or to the local stand-in "
@@ -308,9 +290,9 @@ def verify_binary(path: Path, workdir: Path) -> str:
     tmp = workdir / "verify-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run([str(path), "version"], capture_output=True, text=True, timeout=120,
-                              env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)}, check=False)
-    except OSError as exc:
+        done = runner.run([str(path), "version"], what="the built binary", timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)})
+    except (runner.ProgramNotFound, runner.NotStartable) as exc:
         raise BuildError(f"the built binary does not run ({exc}); see the build log under {workdir.parent / 'logs'}") from None
     if done.returncode != 0:
         raise BuildError(f"`{path.name} version` failed with exit code {done.returncode}: "

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from . import git
 from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
 
@@ -989,13 +989,7 @@ def probe_app(app: Path) -> AppFacts:
 
 
 def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return git.output(cwd, *args, timeout=10)
 
 
 def require_app(cfg: BuildConfig) -> None:

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from .config import Layer
+from .escape import docker_tag
 from .fsutil import write_atomic
 from .log import step
 from .resources import source_root
@@ -92,7 +93,7 @@ def report(cfg, summary, deployed: bool, env_file: Path | None) -> list[str]:
         lines.append(f"  dist/{tree.flavor:<12} {rel(tree.path)}")
     lines.append(f"  build logs        {rel(cfg.dist_dir / 'logs')}")
     if deployed and env_file:
-        lines.append(f"  runtime image     {cfg.docker.image_name}:{cfg.version}")
+        lines.append(f"  runtime image     {cfg.docker.image_name}:{docker_tag(cfg.version)}")
         lines.append(f"  demo env file     {rel(env_file)} (random secrets)")
         lines.append(f"  running app       http://{cfg.docker.bind_address}:{cfg.docker.host_port}/  "
                      f"(/healthz, /settings)")

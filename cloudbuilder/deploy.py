@@ -12,14 +12,15 @@ the last log lines), at once when a container crash-loops.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import runner
 from .config import BuildConfig
 from .envcheck import require_valid_env, validator_path
 from .errors import BuildError, ConfigError, EnvInvalidError, PrerequisiteError
@@ -74,7 +75,7 @@ def require_compose() -> None:
     """The docker CLI with the Compose v2 plugin, or a PrerequisiteError saying how to get it."""
     if shutil.which("docker") is None:
         raise PrerequisiteError("the docker CLI is not on PATH; install docker.io and the Compose v2 plugin")
-    done = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False, timeout=60)
+    done = runner.run(["docker", "compose", "version"], what="docker compose version", timeout=60)
     if done.returncode != 0:
         raise PrerequisiteError(
             "`docker compose` (Compose v2) is not available; install the docker-compose-plugin package, "
@@ -82,17 +83,16 @@ def require_compose() -> None:
         )
 
 
-def run_compose(call: ComposeCall, *, check: bool = True) -> subprocess.CompletedProcess:
-    logger.info("    + %s", " ".join(call.argv))
-    done = subprocess.run(list(call.argv), cwd=call.cwd, env=dict(call.env), capture_output=True, text=True,
-                          check=False)
+def run_compose(call: ComposeCall, *, check: bool = True) -> runner.Completed:
+    done = runner.run(call.argv, what="docker compose", cwd=call.cwd, env=call.env, timeout=None,
+                      level=logging.INFO, prefix="    + ")
     if check and done.returncode != 0:
         raise BuildError(f"`{' '.join(call.argv[:2])} {' '.join(call.argv[4:])}` failed in {call.cwd}:\n"
                          + _indent(done.stderr or done.stdout, 15))
     return done
 
 
-def compose(cfg: BuildConfig, env_file: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def compose(cfg: BuildConfig, env_file: Path, *args: str, check: bool = True) -> runner.Completed:
     """Run `docker compose ARGS` in dist/docker with ``env_file`` as the services' env file."""
     tree = cfg.dist_dir / "docker"
     if not (tree / "docker-compose.yaml").is_file():
@@ -166,8 +166,8 @@ def require_valid_service_env(cfg: BuildConfig, env_file: Path) -> None:
             "(its message may quote a value)")
     environment = json.loads(done.stdout)["services"]["app"].get("environment") or {}
     env = {k: "" if v is None else str(v) for k, v in environment.items()}
-    checked = subprocess.run(["sh", str(validator_path()), "--environ", "--quiet"], capture_output=True, text=True,
-                             env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=60, check=False)
+    checked = runner.run(["sh", str(validator_path()), "--environ", "--quiet"], what="validate-env.sh --environ",
+                         env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=60)
     if checked.returncode != 0:
         raise EnvInvalidError(
             f"{env_file} passes the validator, but the environment Compose gives the containers does not:\n"

@@ -10,21 +10,21 @@ same inputs (context, build args, base image id) already carries the tag.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
-import subprocess
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import git
 from .assemble import BINARY_PATH
 from .config import BuildConfig
 from .engine import BuildLog, DockerEngine
 from .errors import ConfigError
+from .escape import docker_tag
 from .log import logger, step
+from .reproducible import PAX_FORMAT, TarEntry, rfc3339, sha256_file, tar_bytes
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
 LABEL_INPUTS = "org.orangescrum.cloudbuilder.runtime-inputs"
@@ -65,12 +65,8 @@ class RuntimeImage:
     log: Path | None = None
 
 
-def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "") -> RuntimeImagePlan:
-    """Tags ``<image_name>:<version>`` and ``:latest``; OCI labels from the build args.
+    """Tags ``<image_name>:<version as a Docker tag>`` and ``:latest``; OCI labels from the build args.
 
     ``binary_sha256`` lets the Dockerfile check that the image got this very
     binary (a build cache can serve a stale same-size copy; see the Dockerfile).
@@ -78,7 +74,7 @@ def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "")
     return RuntimeImagePlan(
         tree=cfg.dist_dir / "docker",
         repository=cfg.docker.image_name,
-        tags=(cfg.version, "latest"),
+        tags=(docker_tag(cfg.version), "latest"),
         base_image=cfg.docker.runtime_image,
         buildargs={
             "RUNTIME_IMAGE": cfg.docker.runtime_image,
@@ -109,19 +105,13 @@ def check_tree(tree: Path, version: str) -> None:
 
 def build_context(tree: Path) -> bytes:
     """A deterministic tar of ``CONTEXT_FILES``: owner 0:0, mtime 0, modes 0755/0644."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in CONTEXT_FILES:
-            path = tree / rel
-            if not path.is_file():
-                raise ConfigError(f"{path} is missing; run `invoke dist.docker` (or `invoke build`) first")
-            info = tarfile.TarInfo(rel)
-            info.size = path.stat().st_size
-            info.mode = 0o755 if rel in _EXECUTABLE else 0o644
-            info.mtime = 0
-            with open(path, "rb") as f:
-                tar.addfile(info, f)
-    return buf.getvalue()
+    entries = []
+    for rel in CONTEXT_FILES:
+        path = tree / rel
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing; run `invoke dist.docker` (or `invoke build`) first")
+        entries.append(TarEntry.from_path(rel, path, 0o755 if rel in _EXECUTABLE else 0o644))
+    return tar_bytes(entries, format=PAX_FORMAT, mtime=0)
 
 
 def inputs_digest(plan: RuntimeImagePlan, context: bytes, base_image_id: str) -> str:
@@ -168,19 +158,9 @@ def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
             engine.__exit__(None, None, None)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _revision(cfg: BuildConfig) -> str:
     """The app's commit (org.opencontainers.image.revision), or "unknown"."""
-    try:
-        done = subprocess.run(["git", "-C", str(cfg.app), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=False, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+    return git.head_revision(cfg.app) or "unknown"

@@ -1,12 +1,15 @@
 """The one adapter to the Docker engine (docker SDK): builds, images, archives.
 
-Nothing else in the package imports ``docker``.  Foreign exceptions are turned
-into our errors here, with a message that says what to do.
+Nothing else in the package imports ``docker`` (tests/unit/test_architecture.py
+checks it).  Foreign exceptions are turned into our errors here, with a message
+that says what to do.  Code that is handed a raw SDK client (the tests' fixture)
+wraps it with ``as_engine``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 import time
@@ -109,6 +112,16 @@ class DockerEngine:
                 "or pass --binary to package a prebuilt binary"
             ) from None
 
+    @classmethod
+    def from_client(cls, client: Any) -> DockerEngine:
+        """Wrap an SDK client someone else opened (and closes): no ping, not to be used with ``with``."""
+        import docker.errors
+
+        engine = cls.__new__(cls)
+        engine._errors = docker.errors
+        engine.client = client
+        return engine
+
     def __enter__(self) -> DockerEngine:
         return self
 
@@ -146,6 +159,61 @@ class DockerEngine:
         info = self.image(ref)
         assert info is not None
         return info
+
+    def find_image(self, ref: str, what: str) -> ImageInfo | None:
+        """The image, or None when there is none; ``PrerequisiteError`` naming ``what`` if the engine fails."""
+        try:
+            return _info(self.client.images.get(ref))
+        except self._errors.ImageNotFound:
+            return None
+        except self._errors.DockerException as exc:
+            raise PrerequisiteError(f"{what}: cannot reach the docker engine: {exc}") from None
+
+    def discard_image(self, image_id: str) -> None:
+        """Remove an image nobody needs any more; keep it if a container or another image still uses it."""
+        try:
+            self.client.images.remove(image_id, noprune=False)
+        except self._errors.DockerException:
+            pass
+
+    def import_image(self, tarball: Path, tag: str, changes: list[str]) -> None:
+        """``docker import`` of a rootfs tarball as ``tag``; ``PrerequisiteError`` when the engine refuses it."""
+        repository, _, version = tag.rpartition(":")
+        if not repository or "/" in version:  # no tag part ("registry:5000/repo")
+            repository, version = tag, "latest"
+        try:
+            result = self.client.api.import_image(src=str(tarball), repository=repository, tag=version,
+                                                  changes=changes)
+        except self._errors.DockerException as exc:
+            raise PrerequisiteError(f"image {tag}: docker import of {tarball} failed: {exc}") from None
+        # The daemon answers with JSON lines; an error arrives as {"error": ...}.
+        for line in str(result).splitlines():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("error"):
+                raise PrerequisiteError(f"image {tag}: docker import of {tarball} failed: {message['error']}")
+
+    def build_directory(self, path: Path, *, dockerfile: str, tag: str, buildargs: Mapping[str, str],
+                        labels: Mapping[str, str], what: str) -> str:
+        """Build the context directory ``path`` (never pulling); the image id. Output goes to the debug log."""
+        try:
+            image, stream = self.client.images.build(
+                path=str(path), dockerfile=dockerfile, buildargs=dict(buildargs), tag=tag, labels=dict(labels),
+                rm=True, forcerm=True, pull=False,
+            )
+        except self._errors.BuildError as exc:
+            tail = "".join(chunk.get("stream", "") or chunk.get("error", "") for chunk in exc.build_log)
+            tail = "\n".join(tail.strip().splitlines()[-15:])
+            raise BuildError(f"{what}: docker build of {tag} failed: {exc.msg}\n{tail}") from None
+        except self._errors.DockerException as exc:
+            raise BuildError(f"{what}: docker build of {tag} failed: {exc}") from None
+        for chunk in stream:
+            text = (chunk.get("stream") or "").rstrip()
+            if text:
+                logger.debug("    %s", text)
+        return image.id
 
     def remove_image(self, ref: str) -> None:
         try:
@@ -252,6 +320,27 @@ class DockerEngine:
             f = tar.extractfile(member)
             assert f is not None
             return f.read()
+
+
+def as_engine(engine_or_client: DockerEngine | Any) -> DockerEngine:
+    """``engine_or_client`` as an engine: a ``DockerEngine`` as it is, an SDK client wrapped."""
+    if isinstance(engine_or_client, DockerEngine):
+        return engine_or_client
+    return DockerEngine.from_client(engine_or_client)
+
+
+def engine_status(timeout: int = 5) -> str | None:
+    """``engine <version>`` when the engine answers, else why not (for `invoke check`)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        version = client.version().get("Version", "?")
+        client.close()
+    except Exception as exc:  # the SDK raises many kinds; all mean "not reachable"
+        return str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+    return f"engine {version}"
 
 
 def _info(img: Any) -> ImageInfo:

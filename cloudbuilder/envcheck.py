@@ -6,11 +6,11 @@ native units and the package postinst run it too); this module only calls it.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvInvalidError, PrerequisiteError
+from . import runner
+from .errors import EnvInvalidError
 from .resources import source_root
 
 
@@ -30,13 +30,7 @@ class EnvReport:
 
 
 def validate_env_file(path: Path) -> EnvReport:
-    try:
-        done = subprocess.run(
-            ["sh", str(validator_path()), str(path)],
-            capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
-        )
-    except FileNotFoundError:
-        raise PrerequisiteError("`sh` is not on PATH; install dash or bash") from None
+    done = runner.run(["sh", str(validator_path()), str(path)], what="validate-env.sh", timeout=60)
     return EnvReport(path, done.returncode, (done.stdout + done.stderr).strip())
 
 

@@ -248,6 +248,19 @@ def rpm_spec_text(value: Any) -> str:
     return str(value).replace("%", "%%")
 
 
+# Docker tags: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. deb/rpm versions may carry "~" and "+",
+# which no tag can: "~" (sorts before) becomes "-", "+" (build metadata) "_", as Helm does.
+DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def docker_tag(value: Any) -> Escaped:
+    """The Docker image tag of a version (``4.1.0~rc1`` -> ``4.1.0-rc1``, ``4.1.0+git.3`` -> ``4.1.0_git.3``)."""
+    tag = _one_line(value, "a Docker tag").replace("~", "-").replace("+", "_")
+    if not DOCKER_TAG.fullmatch(tag):
+        raise EscapeError(f"{value!r} cannot be a Docker image tag: use letters, digits, '.', '_', '-', '~' and '+'")
+    return Escaped(tag)
+
+
 # -- the guard ---------------------------------------------------------------------------------
 
 FILTERS = {
@@ -263,6 +276,7 @@ FILTERS = {
     "control": control,
     "text": text,
     "rpmlint_re": rpmlint_re,
+    "docker_tag": docker_tag,
 }
 
 

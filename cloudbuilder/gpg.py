@@ -1,4 +1,4 @@
-"""The one adapter for GnuPG (and the subprocess runner the release tools share).
+"""The one adapter for GnuPG (gpg itself, and rpmsign signing with it).
 
 Signing always names the key (``--local-user <fingerprint>``) and may use its
 own GnuPG home (setting ``release.gnupghome``).  Key material is never printed:
@@ -12,24 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import runner
 from .errors import BuildError, PrerequisiteError
-from .log import logger
-
-# Debian package that provides each program, for the "install it" hint.
-APT_PACKAGE = {
-    "gpg": "gnupg",
-    "dpkg-deb": "dpkg",
-    "rpm": "rpm",
-    "rpmsign": "rpm",
-    "rpmkeys": "rpm",
-    "createrepo_c": "createrepo-c",
-}
 
 
 def run_tool(
@@ -40,27 +29,13 @@ def run_tool(
     cwd: Path | None = None,
     timeout: float = 600,
     check: bool = True,
-) -> subprocess.CompletedProcess:
-    """Run an outside program (resolved on PATH); its output is captured as text.
+) -> runner.Completed:
+    """The release tools' call of the runner: output captured as text, ``check`` by default.
 
     A missing program is a ``PrerequisiteError`` naming the package to install;
     a failure (with ``check``) is a ``BuildError`` with the last lines of output.
     """
-    program = shutil.which(argv[0])
-    if program is None:
-        package = APT_PACKAGE.get(argv[0], argv[0])
-        raise PrerequisiteError(f"{what}: `{argv[0]}` is not installed; install it (apt-get install {package})")
-    logger.debug("+ %s", " ".join(argv))
-    try:
-        done = subprocess.run([program, *argv[1:]], capture_output=True, text=True, timeout=timeout,
-                              env=None if env is None else dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: `{argv[0]}` did not finish within {timeout:.0f}s") from None
-    if check and done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-12:])
-        raise BuildError(f"{what} failed (`{argv[0]}` exit {done.returncode}):\n{tail}")
-    return done
+    return runner.run(argv, what=what, env=env, cwd=cwd, timeout=timeout, check=check, tail_lines=12)
 
 
 # What gpg says when the key is locked and nothing can ask for the passphrase.
@@ -139,7 +114,7 @@ class Gpg:
             argv += ["--homedir", str(self.homedir)]
         return argv
 
-    def _run(self, args: Sequence[str], what: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, args: Sequence[str], what: str, check: bool = True) -> runner.Completed:
         return run_tool([*self._base(), *args], what=what, env=self.env(), check=check, timeout=300)
 
     @contextlib.contextmanager
@@ -234,6 +209,16 @@ class Gpg:
             if self.homedir is not None:
                 defines += ["--define", f"_gpg_path {self.homedir}"]
             yield defines
+
+    def sign_rpm(self, path: Path) -> None:
+        """Add a signature header to ``path`` in place (rpmsign, with this home, key and passphrase)."""
+        gpg_program = runner.which("gpg") or "gpg"
+        with self.rpmsign_macros() as macros:
+            try:
+                run_tool(["rpmsign", "--addsign", "--define", f"__gpg {gpg_program}", *macros, str(path)],
+                         what=f"rpmsign {path.name}", env=self.env())
+            except BuildError as exc:
+                raise explain_signing_failure(exc) from None
 
     # -- verifying -------------------------------------------------------------
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import runner
 from .config import BuildConfig
+from .engine import engine_status
 from .envcheck import validate_env_file
 
 Status = Literal["OK", "MISSING", "WARN", "SKIP"]
@@ -33,24 +34,14 @@ MIN_FREE_GB_ASSEMBLY = 1
 
 
 def _docker_ping() -> str | None:
-    """None when the engine answers, else why not."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        client.ping()
-        version = client.version().get("Version", "?")
-        client.close()
-    except Exception as exc:  # the SDK raises many kinds; all mean "not reachable"
-        return str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
-    return f"engine {version}"
+    """``engine <version>`` when the engine answers, else why not."""
+    return engine_status(timeout=5)
 
 
 def _compose_version() -> str | None:
     try:
-        done = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
-                              text=True, timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
+        done = runner.run(["docker", "compose", "version", "--short"], what="docker compose version", timeout=20)
+    except runner.NOT_RUN:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 

@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import json
 import os
 import re
 import shutil
 import stat
-import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +48,9 @@ from .assemble import BINARY_PATH, FLAVORS, OPERATOR_FILES, Flavor, tree_fingerp
 from .config import BuildConfig
 from .errors import BuildError, ConfigError, PrerequisiteError, VerificationError
 from .fsutil import HashCache, fresh_temp_dir, sha256_file, swap_into_place, write_atomic
-from .gpg import Gpg, explain_signing_failure, run_tool
+from .gpg import Gpg, run_tool
 from .log import logger, step
+from .reproducible import PAX_FORMAT, TarEntry, parent_dirs, write_tar_gz
 from .repo import DebInfo, RpmInfo
 
 SUMS = "SHA256SUMS"
@@ -229,34 +228,20 @@ def write_tarball(root: Path, files: Sequence[str], dest: Path, *, prefix: str, 
     ``epoch``; modes 0755 for directories and executables, else 0644; gzip
     without timestamp or file name.
     """
-    dirs = {prefix}
-    for rel in files:
-        parent = Path(rel).parent
-        while parent != Path("."):
-            dirs.add(f"{prefix}/{parent.as_posix()}")
-            parent = parent.parent
-    entries = sorted([(d, None) for d in dirs] + [(f"{prefix}/{rel}", root / rel) for rel in files])
+    dirs = {prefix} | {f"{prefix}/{d}" for d in parent_dirs(files)}
+    rows = sorted([(d, None) for d in dirs] + [(f"{prefix}/{rel}", root / rel) for rel in files])
 
-    def info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(name)
-        ti.type, ti.mode, ti.size, ti.mtime = kind, mode, size, epoch
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = "root"
-        return ti
-
-    with open(dest, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=TAR_GZIP_LEVEL) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, source in entries:
+    def entries() -> Iterator[TarEntry]:
+        for name, source in rows:
             if source is None:
-                tar.addfile(info(name + "/", tarfile.DIRTYPE, 0o755))
+                yield TarEntry.dir(name + "/")
                 continue
             st = source.lstat()
             if not stat.S_ISREG(st.st_mode):
                 raise BuildError(f"{source} is not a regular file; the trees hold regular files only")
-            mode = 0o755 if st.st_mode & 0o111 else 0o644
-            with open(source, "rb") as f:
-                tar.addfile(info(name, tarfile.REGTYPE, mode, st.st_size), f)
+            yield TarEntry.from_path(name, source, 0o755 if st.st_mode & 0o111 else 0o644, size=st.st_size)
+
+    write_tar_gz(dest, entries(), format=PAX_FORMAT, mtime=epoch, owner="root", level=TAR_GZIP_LEVEL)
 
 
 def format_sums(digests: dict[str, str]) -> str:
@@ -383,13 +368,7 @@ def _link_tree(src: Path, dest: Path) -> None:
 
 def sign_rpm(gpg: Gpg, path: Path) -> None:
     """Add a signature header to ``path`` in place (rpmsign, with gpg's home and key)."""
-    gpg_program = shutil.which("gpg") or "gpg"
-    with gpg.rpmsign_macros() as macros:
-        try:
-            run_tool(["rpmsign", "--addsign", "--define", f"__gpg {gpg_program}", *macros, str(path)],
-                     what=f"rpmsign {path.name}", env=gpg.env())
-        except BuildError as exc:
-            raise explain_signing_failure(exc) from None
+    gpg.sign_rpm(path)
 
 
 @contextlib.contextmanager

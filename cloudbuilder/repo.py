@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
+from . import reproducible
 from .errors import BuildError, UntrustedRepositoryError
 from .fsutil import sha256_file, write_atomic
 from .gpg import Gpg, run_tool
@@ -170,10 +170,7 @@ def packages_stanza(deb: DebInfo, filename: str, hashes: tuple[str, str, str, in
 
 def gzip_bytes(data: bytes) -> bytes:
     """gzip without a timestamp or file name: the same input gives the same bytes."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
-        gz.write(data)
-    return buf.getvalue()
+    return reproducible.gzip_bytes(data, level=9, os_code=reproducible.GZIP_OS_UNKNOWN)
 
 
 def release_file(*, date: int, architectures: Sequence[str], files: Iterable[tuple[str, bytes]]) -> str:

@@ -22,13 +22,14 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import runner
+from .engine import DockerEngine, as_engine
 from .errors import PrerequisiteError
 
 logger = logging.getLogger("cloudbuilder")
@@ -139,13 +140,10 @@ def rootfs_key(packages: Sequence[str], *, suite: str, variant: str, mirror: str
 
 
 def _run(argv: list[str], what: str, *, timeout: float) -> None:
-    logger.debug("$ %s", " ".join(argv))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise PrerequisiteError(f"{what}: `{argv[0]}` is not installed; install it (apt-get install {argv[0]})") from None
-    except subprocess.TimeoutExpired:
-        raise PrerequisiteError(f"{what}: `{argv[0]}` did not finish within {timeout:.0f}s") from None
+        proc = runner.run(argv, what=what, timeout=timeout, prefix="$ ")
+    except (runner.CommandTimeout, runner.NotStartable) as exc:
+        raise PrerequisiteError(str(exc)) from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise PrerequisiteError(f"{what} failed (exit {proc.returncode}):\n{tail}")
@@ -235,59 +233,31 @@ def ensure_rootfs_tarball(
 # --------------------------------------------------------------------------
 
 
-def _find_image(client: Any, ref: str) -> Any | None:
-    import docker.errors  # local: the module stays importable without the SDK
-
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def ensure_imported_image(client: Any, tag: str, tarball: Path) -> str:
+def ensure_imported_image(client: DockerEngine | Any, tag: str, tarball: Path) -> str:
     """Import ``tarball`` as image ``tag`` once; return the image id.
 
     The image is labelled with the tarball's name (which carries the hash of its
     inputs).  When ``tag`` already names an image with that label, or an image
-    whose tag contains that hash, nothing is imported.
+    whose tag contains that hash, nothing is imported.  ``client``: the engine
+    (or an SDK client, wrapped).
     """
-    import docker.errors
-
+    engine = as_engine(client)
     tarball = Path(tarball)
     marker = tarball.name
     key = tarball.stem.rsplit("-", 1)[-1]
-    existing = _find_image(client, tag)
+    existing = engine.find_image(tag, f"image {tag}")
     if existing is not None:
-        labels = (existing.attrs.get("Config") or {}).get("Labels") or {}
+        labels = existing.labels
         if labels.get(ROOTFS_LABEL) == marker or key in tag:
             logger.debug("image %s: up to date with %s", tag, marker)
             return existing.id
     if not tarball.is_file():
         raise PrerequisiteError(f"image {tag}: rootfs tarball {tarball} does not exist")
 
-    repository, _, version = tag.rpartition(":")
-    if not repository or "/" in version:  # no tag part ("registry:5000/repo")
-        repository, version = tag, "latest"
     started = time.monotonic()
     logger.info("==> Importing %s as %s", tarball.name, tag)
-    try:
-        result = client.api.import_image(
-            src=str(tarball),
-            repository=repository,
-            tag=version,
-            changes=[f'LABEL {ROOTFS_LABEL}="{marker}"', 'CMD ["/bin/sh"]'],
-        )
-    except docker.errors.DockerException as exc:
-        raise PrerequisiteError(f"image {tag}: docker import of {tarball} failed: {exc}") from None
-    # The daemon answers with JSON lines; an error arrives as {"error": ...}.
-    for line in str(result).splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and message.get("error"):
-            raise PrerequisiteError(f"image {tag}: docker import of {tarball} failed: {message['error']}")
-    image = _find_image(client, tag)
+    engine.import_image(tarball, tag, [f'LABEL {ROOTFS_LABEL}="{marker}"', 'CMD ["/bin/sh"]'])
+    image = engine.find_image(tag, f"image {tag}")
     if image is None:
         raise PrerequisiteError(f"image {tag}: docker import of {tarball} did not produce the image")
     logger.info("    imported %s in %.0fs", tag, time.monotonic() - started)

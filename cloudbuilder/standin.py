@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildError, ConfigError, PrerequisiteError
+from .engine import DockerEngine, as_engine
+from .errors import ConfigError, PrerequisiteError
 from .resources import source_root
 from .rootfs import debian_mirror, ensure_imported_image, ensure_rootfs_tarball, rootfs_key
 
@@ -98,42 +99,37 @@ def _rootfs_tag(name: str, packages: tuple[str, ...]) -> str:
 
 
 def ensure_rootfs_image(
-    client: Any, name: str, packages: tuple[str, ...] = (), *, cache_dir: Path | None = None
+    client: DockerEngine | Any, name: str, packages: tuple[str, ...] = (), *, cache_dir: Path | None = None
 ) -> str:
     """A Debian bookworm minbase rootfs with ``packages``, imported; returns its tag.
 
     The tag is ``ROOTFS_REPOSITORY:<name>-<hash>``; tarball and image are cached.
+    ``client``: the engine (or an SDK client, wrapped).
     """
-    import docker.errors
-
+    engine = as_engine(client)
     tag = _rootfs_tag(name, packages)
-    try:
-        client.images.get(tag)
+    if engine.find_image(tag, f"rootfs image {tag}") is not None:
         return tag
-    except docker.errors.ImageNotFound:
-        pass
-    except docker.errors.DockerException as exc:
-        raise PrerequisiteError(f"rootfs image {tag}: cannot reach the docker engine: {exc}") from None
     tarball = ensure_rootfs_tarball(name, packages, suite=SUITE, variant=VARIANT, cache_dir=cache_dir)
-    ensure_imported_image(client, tag, tarball)
+    ensure_imported_image(engine, tag, tarball)
     return tag
 
 
-def ensure_minbase_image(client: Any, *, cache_dir: Path | None = None) -> str:
+def ensure_minbase_image(client: DockerEngine | Any, *, cache_dir: Path | None = None) -> str:
     """A plain Debian bookworm minbase image (no php), e.g. to prove a binary is self-contained."""
     return ensure_rootfs_image(client, MINBASE_ROOTFS_NAME, (), cache_dir=cache_dir)
 
 
 def ensure_standin_image(
-    client: Any, ref: str, *, cache_dir: Path | None = None, rebuild: bool = False
+    client: DockerEngine | Any, ref: str, *, cache_dir: Path | None = None, rebuild: bool = False
 ) -> str:
     """Build the stand-in builder image as ``ref`` if missing or out of date; return its id.
 
     ``ref`` must be a tag of ``STANDIN_REPOSITORY``.  The first run debootstraps
     the rootfs (a few minutes); later runs reuse the cached tarball and image.
+    ``client``: the engine (or an SDK client, wrapped).
     """
-    import docker.errors  # local: the module stays importable without the SDK
-
+    engine = as_engine(client)
     if not is_standin_image(ref):
         raise ConfigError(
             f"builder.image={ref!r} is not the stand-in builder; use a tag of {STANDIN_REPOSITORY} "
@@ -145,14 +141,9 @@ def ensure_standin_image(
     sources = standin_sources_hash(source_dir)
 
     old_id = None
-    try:
-        existing = client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        existing = None
-    except docker.errors.DockerException as exc:
-        raise PrerequisiteError(f"stand-in builder: cannot reach the docker engine: {exc}") from None
+    existing = engine.find_image(ref, "stand-in builder")
     if existing is not None:
-        labels = (existing.attrs.get("Config") or {}).get("Labels") or {}
+        labels = existing.labels
         if labels.get(SOURCES_LABEL) == sources and not rebuild:
             logger.debug("stand-in builder %s is up to date (%s)", ref, sources)
             return existing.id
@@ -160,35 +151,14 @@ def ensure_standin_image(
         reason = "rebuild requested" if labels.get(SOURCES_LABEL) == sources else "out of date"
         logger.info("==> Stand-in builder %s: %s, rebuilding", ref, reason)
 
-    rootfs = ensure_rootfs_image(client, STANDIN_ROOTFS_NAME, STANDIN_PACKAGES, cache_dir=cache_dir)
+    rootfs = ensure_rootfs_image(engine, STANDIN_ROOTFS_NAME, STANDIN_PACKAGES, cache_dir=cache_dir)
     started = time.monotonic()
     logger.info("==> Building stand-in builder image %s (from %s)", ref, rootfs)
-    try:
-        image, stream = client.images.build(
-            path=str(source_dir),
-            dockerfile=DOCKERFILE,
-            buildargs={"ROOTFS_IMAGE": rootfs},
-            tag=ref,
-            labels={SOURCES_LABEL: sources},
-            rm=True,
-            forcerm=True,
-            pull=False,
-        )
-    except docker.errors.BuildError as exc:
-        tail = "".join(chunk.get("stream", "") or chunk.get("error", "") for chunk in exc.build_log)
-        tail = "\n".join(tail.strip().splitlines()[-15:])
-        raise BuildError(f"stand-in builder: docker build of {ref} failed: {exc.msg}\n{tail}") from None
-    except docker.errors.DockerException as exc:
-        raise BuildError(f"stand-in builder: docker build of {ref} failed: {exc}") from None
-    for chunk in stream:
-        text = (chunk.get("stream") or "").rstrip()
-        if text:
-            logger.debug("    %s", text)
+    image_id = engine.build_directory(source_dir, dockerfile=DOCKERFILE, tag=ref,
+                                      buildargs={"ROOTFS_IMAGE": rootfs}, labels={SOURCES_LABEL: sources},
+                                      what="stand-in builder")
     logger.info("    built %s in %.0fs", ref, time.monotonic() - started)
 
-    if old_id and old_id != image.id:
-        try:  # the previous build, now untagged; keep it if a container still uses it
-            client.images.remove(old_id, noprune=False)
-        except docker.errors.DockerException:
-            pass
-    return image.id
+    if old_id and old_id != image_id:  # the previous build, now untagged
+        engine.discard_image(old_id)
+    return image_id

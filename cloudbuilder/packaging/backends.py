@@ -8,6 +8,7 @@ runs the program; tests compare plans with golden files.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +20,27 @@ from ..errors import ConfigError
 from .spec import Format, PackageSpec
 
 
+# What a packager (nfpm; fpm and the rpmbuild, dpkg-deb, tar it runs) takes from the
+# caller's environment: where programs are, a home, a temp dir, and Ruby's gem paths
+# for fpm. Nothing else: no GITHUB_TOKEN or other secret can reach a package
+# (nfpm expands $VAR in metadata from its environment), and no locale or time
+# zone of this machine changes the output.
+PACKAGER_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "GEM_HOME", "GEM_PATH", "RUBYLIB")
+
+
+def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of a packager run: the passthrough above, a fixed locale and zone, ``extra``."""
+    env = {k: environ[k] for k in PACKAGER_PASSTHROUGH if environ.get(k)}
+    env.setdefault("PATH", os.defpath)
+    env.update({"LC_ALL": "C.UTF-8", "TZ": "UTC"})
+    env.update(extra)
+    return env
+
+
 @dataclass(frozen=True)
 class Invocation:
     """One run of a packager: ``argv`` in ``cwd`` with ``env`` added to a minimal environment
-    (``build.packager_environment``: never the caller's secrets), after writing ``files``
+    (``packager_environment``: never the caller's secrets), after writing ``files``
     (and making ``links``)."""
 
     argv: tuple[str, ...]

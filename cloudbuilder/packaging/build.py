@@ -12,19 +12,17 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, runner
 from ..config import BuildConfig
 from ..errors import BuildError, PrerequisiteError
 from ..fsutil import HashCache, remove_stale_temp_dirs, write_atomic
 from ..log import logger
-from .backends import Backend, Invocation, Layout, choose_backend, select_backend
+from .backends import Backend, Invocation, Layout, choose_backend, packager_environment, select_backend
 from .spec import FORMATS, Format, Generated, PackageSpec, build_spec, read_app_license
 
 INSTALL_HINT = {
@@ -154,23 +152,6 @@ def materialize(spec: PackageSpec, fmt: Format, work: Path, *, exact_modes: bool
     return Layout(work=work, sources=sources, scripts=scripts, dirs=dirs)
 
 
-# What a packager (nfpm; fpm and the rpmbuild, dpkg-deb, tar it runs) takes from the
-# caller's environment: where programs are, a home, a temp dir, and Ruby's gem paths
-# for fpm. Nothing else: no GITHUB_TOKEN or other secret can reach a package
-# (nfpm expands $VAR in metadata from its environment), and no locale or time
-# zone of this machine changes the output.
-PACKAGER_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "GEM_HOME", "GEM_PATH", "RUBYLIB")
-
-
-def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """The whole environment of a packager run: the passthrough above, a fixed locale and zone, ``extra``."""
-    env = {k: environ[k] for k in PACKAGER_PASSTHROUGH if environ.get(k)}
-    env.setdefault("PATH", os.defpath)
-    env.update({"LC_ALL": "C.UTF-8", "TZ": "UTC"})
-    env.update(extra)
-    return env
-
-
 def run_invocation(inv: Invocation, work: Path, what: str) -> None:
     """Write the invocation's files and links below ``work``, then run it under umask 022
     (fpm gives its staging directory and the changelogs it writes the process umask)."""
@@ -179,21 +160,12 @@ def run_invocation(inv: Invocation, work: Path, what: str) -> None:
     for rel, target in inv.links.items():
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).symlink_to(target)
-    program = shutil.which(inv.argv[0])
-    if program is None:
-        hint = INSTALL_HINT.get(inv.argv[0], inv.argv[0])
-        raise PrerequisiteError(f"{what}: `{inv.argv[0]}` is not on PATH; install it: {hint}")
-    logger.debug("+ %s", " ".join(inv.argv))
     env = packager_environment(os.environ, inv.env)
-    try:
-        done = subprocess.run([program, *inv.argv[1:]], cwd=inv.cwd or work, env=env, capture_output=True,
-                              text=True, timeout=3600, check=False, umask=0o022, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: {inv.argv[0]} did not finish within an hour") from None
+    done = runner.run(inv.argv, what=what, hint=INSTALL_HINT.get(inv.argv[0]), cwd=inv.cwd or work, env=env,
+                      timeout=3600, umask=0o022)
     logger.debug("%s: %s said:\n%s", what, inv.argv[0], (done.stdout + done.stderr).strip())
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-        raise BuildError(f"{what}: {inv.argv[0]} failed (exit {done.returncode}):\n{tail}")
+        raise runner.CommandFailed(inv.argv[0], what, done, 20)
 
 
 def _build_one(cfg: BuildConfig, spec: PackageSpec, fmt: Format, backend: Backend, digest: str,

@@ -54,7 +54,7 @@ The .rpm:
   ``escape.rpm_spec_text`` (``%`` -> ``%%``), the scriptlets too (fpm reads
   escaped copies, ``scripts/rpm-*.fpm``), so the .rpm carries what nfpm's
   does.  fpm itself expands no ``$VAR``; its environment is the minimal one
-  of every packager (``build.packager_environment``);
+  of every packager (``backends.packager_environment``);
 * ``--rpm-rpmbuild-define`` ``_buildhost``, ``use_source_date_epoch_as_buildtime``,
   ``clamp_mtime_to_source_date_epoch`` and ``_build_id_links none``; ``--rpm-digest sha256``.
 
@@ -77,14 +77,14 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
+from .. import runner
 from ..errors import BuildError, ConfigError
 from ..escape import path as installed_path
 from ..escape import rpm_spec_text
-from .backends import Invocation, Layout
+from .backends import Invocation, Layout, packager_environment
 from .nfpm import BUILDHOST
 from .spec import Format, Generated, PackageSpec
 
@@ -122,12 +122,10 @@ _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 @functools.lru_cache(maxsize=8)
 def _version_output(path: str, _ident: tuple[int, int]) -> str:
     """What ``fpm --version`` prints (cached per binary: Ruby takes a while to start)."""
-    from .build import packager_environment  # build imports the backends
-
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL, env=packager_environment(os.environ, {}))
-    except (OSError, subprocess.SubprocessError) as exc:
+        done = runner.run([path, "--version"], what="fpm --version", timeout=120,
+                          env=packager_environment(os.environ, {}))
+    except runner.NOT_RUN as exc:
         return f"<failed: {exc}>"
     return (done.stdout + done.stderr).strip()
 

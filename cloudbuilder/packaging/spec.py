@@ -14,8 +14,6 @@ bytes; everything else is a ``Path`` into ``dist/native``.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -27,6 +25,7 @@ from .. import __version__
 from ..assemble import BINARY_PATH
 from ..config import BuildConfig, parse_license
 from ..errors import BuildError, ConfigError
+from ..reproducible import GZIP_OS_UNIX, gzip_bytes, rfc2822, sha256_bytes
 from ..resources import source_root
 
 Format = Literal["deb", "rpm"]
@@ -202,8 +201,7 @@ def _owned_for(entry: _Entry, fmt: Format) -> _Entry:
     return entry
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+_sha = sha256_bytes
 
 
 # --------------------------------------------------------------------------
@@ -275,13 +273,12 @@ def _stop_order(units: list[str]) -> list[str]:
     return sorted(units, key=lambda u: (not u.endswith(".timer"), u == "orangescrum.service", u))
 
 
-def _rfc2822(epoch: int) -> str:
-    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch))
+_rfc2822 = rfc2822
 
 
 def _gz(data: bytes) -> bytes:
     """gzip -9n: no name, mtime 0, so the same text gives the same bytes."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
+    return gzip_bytes(data, level=9, os_code=GZIP_OS_UNIX)
 
 
 def _require(native: Path, rel: str) -> Path:

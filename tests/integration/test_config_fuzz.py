@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from cloudbuilder.assemble import assemble_tree
 from cloudbuilder.config import SETTINGS, AppFacts, Layer, parse_timespan, resolve
 from cloudbuilder.errors import ConfigError
+from cloudbuilder.escape import docker_tag
 from cloudbuilder.packaging.build import build_packages
 from cloudbuilder.packaging.nfpm import NfpmBackend
 from cloudbuilder.packaging.spec import build_spec, read_app_license
@@ -207,7 +208,7 @@ def check_tree(cfg, baseline: dict) -> None:
     app = model["services"]["app"]
     assert app["ports"][0]["host_ip"] == cfg.docker.bind_address
     assert app["environment"]["WEBROOT"] == cfg.app_webroot
-    assert app["image"] == f"{cfg.docker.image_name}:{cfg.version}"
+    assert app["image"] == f"{cfg.docker.image_name}:{docker_tag(cfg.version)}"
     assert "privileged" not in app and set(model["services"]) == {"app", "queue"}  # infra: a profile
     spec = build_spec(cfg, native, read_app_license(cfg))
     for field in ("maintainer", "vendor", "homepage", "license"):

@@ -368,3 +368,26 @@ def test_hard_link_failure_falls_back_to_a_copy(tmp_path, sources, caplog, monke
     placed = result.path / BINARY_PATH["native"]
     assert placed.read_bytes() == built.read_bytes() and placed.stat().st_ino != built.stat().st_ino
     assert "cannot hard-link" in caplog.text and "Invalid cross-device link" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("flavor", "values", "upstream"),
+    [
+        ("docker", {}, "127.0.0.1:8080"),
+        ("docker", {"docker.bind_address": "::1"}, "[::1]:8080"),
+        ("docker", {"docker.bind_address": "0.0.0.0"}, "127.0.0.1:8080"),
+        ("docker", {"docker.bind_address": "::", "docker.host_port": "9000"}, "[::1]:9000"),
+        ("native", {}, "127.0.0.1:8080"),
+        ("native", {"service.listen": "[::1]:8081"}, "[::1]:8081"),
+        ("native", {"service.listen": "[::]:8081"}, "[::1]:8081"),
+        ("native", {"service.listen": ":8082"}, "127.0.0.1:8082"),
+        ("native", {"service.listen": "0.0.0.0:8083"}, "127.0.0.1:8083"),
+    ],
+)
+def test_nginx_upstream_is_an_address_nginx_accepts(tmp_path, binary, flavor, values, upstream):
+    """nginx wants IPv6 upstreams in brackets, and a wildcard bind is reached on loopback."""
+    cfg = make_cfg(tmp_path, **values)
+    tree = assemble_tree(cfg, flavor, binary).path
+    conf = (tree / "config" / "nginx-reverse-proxy.conf").read_text()
+    servers = [line.split()[1] for line in conf.splitlines() if line.strip().startswith("server ") and "{" not in line]
+    assert servers == [upstream + ";"]

