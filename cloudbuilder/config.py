@@ -24,6 +24,9 @@ from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
 
 ENV_PREFIX = "OSCB_"
+# OSCB_* variables that are no settings: switches of the test suite (OSCB_REQUIRE_FPM=1 makes
+# the real-fpm tests fail instead of skip; OSCB_FUZZ_EXAMPLES sizes the config fuzz test).
+NOT_SETTINGS = frozenset({"OSCB_REQUIRE_FPM", "OSCB_FUZZ_EXAMPLES"})
 # Images under this prefix are the local stand-in builder (see builder/standin/).
 STANDIN_PREFIX = "localhost/orangescrum-standin/"
 
@@ -482,8 +485,9 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _IMAGE_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 IMAGE_REPO_RE = re.compile(_IMAGE_NAME)
+# The tag's \w is Go's (ASCII), not Python's Unicode \w: "debian:ébookworm" is no reference.
 IMAGE_REF_RE = re.compile(
-    rf"{_IMAGE_NAME}(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
+    rf"{_IMAGE_NAME}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
 
 # Debian relations (Policy 7.1) of a binary package: name[:arch] [(op version)], alternatives with "|".
 _DEB_NAME = r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?"
@@ -780,11 +784,13 @@ def env_layer(environ: Mapping[str, str], source: str) -> Layer:
     """The ``OSCB_*`` keys of an environment (or env file) as a layer.
 
     Unknown ``OSCB_*`` names are errors: a typo must not be silently ignored.
+    The test suite's own switches (``NOT_SETTINGS``) are skipped: the tests start
+    the CLI with their environment.
     """
     by_var = {s.env_var: s.key for s in SETTINGS}
     values: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         if name not in by_var:
             raise ConfigError(
