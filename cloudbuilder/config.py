@@ -24,9 +24,6 @@ from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
 
 ENV_PREFIX = "OSCB_"
-# OSCB_* variables that are no settings: switches of the test suite (OSCB_REQUIRE_FPM=1 makes
-# the real-fpm tests fail instead of skip; OSCB_FUZZ_EXAMPLES sizes the config fuzz test).
-NOT_SETTINGS = frozenset({"OSCB_REQUIRE_FPM", "OSCB_FUZZ_EXAMPLES"})
 # Images under this prefix are the local stand-in builder (see builder/standin/).
 STANDIN_PREFIX = "localhost/orangescrum-standin/"
 
@@ -783,14 +780,13 @@ class Layer:
 def env_layer(environ: Mapping[str, str], source: str) -> Layer:
     """The ``OSCB_*`` keys of an environment (or env file) as a layer.
 
-    Unknown ``OSCB_*`` names are errors: a typo must not be silently ignored.
-    The test suite's own switches (``NOT_SETTINGS``) are skipped: the tests start
-    the CLI with their environment.
+    Unknown ``OSCB_*`` names are errors: a typo must not be silently ignored
+    (the test suite's own switches are CLOUDBUILDER_*, outside this prefix).
     """
     by_var = {s.env_var: s.key for s in SETTINGS}
     values: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
+        if not name.startswith(ENV_PREFIX):
             continue
         if name not in by_var:
             raise ConfigError(

@@ -4,7 +4,7 @@ fpm a `$` and a `%` (rpmbuild expands %-macros), and no secret of the build envi
 reaches a package.
 
 Real tools: systemd-analyze, docker compose (config only: no engine needed), sh, nfpm,
-dpkg-deb, rpm, rpm2cpio; the real fpm where installed (OSCB_REQUIRE_FPM=1: required).
+dpkg-deb, rpm, rpm2cpio; the real fpm where installed (CLOUDBUILDER_REQUIRE_FPM=1: required).
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def setting_and_value(draw):
     return setting.key, default[:at] + piece + default[at:]
 
 
-@settings(max_examples=int(os.environ.get("OSCB_FUZZ_EXAMPLES", "300")), deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("CLOUDBUILDER_FUZZ_EXAMPLES", "300")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(setting_and_value())
 def test_config_fuzz_fails_naming_the_key_or_renders_files_of_the_same_shape(baseline, example):
@@ -343,7 +343,7 @@ span = st.one_of(
 )
 
 
-@settings(max_examples=int(os.environ.get("OSCB_FUZZ_EXAMPLES", "300")), deadline=None, database=None)
+@settings(max_examples=int(os.environ.get("CLOUDBUILDER_FUZZ_EXAMPLES", "300")), deadline=None, database=None)
 @given(span)
 def test_accepted_time_spans_mean_the_same_to_systemd(text):
     need("systemd-analyze")
@@ -435,7 +435,7 @@ def test_finding7_fpm_writes_percent_and_dollar_literally_and_no_secret_reaches_
     need("nfpm", "rpm", "rpm2cpio", "dpkg-deb")
     why = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
     if why:
-        if os.environ.get("OSCB_REQUIRE_FPM"):
+        if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
             pytest.fail(why)
         pytest.skip(why)
     monkeypatch.setenv("GITHUB_TOKEN", "secret-token")

@@ -42,13 +42,13 @@ def need(*programs: str) -> None:
 
 def need_fpm(*formats: str) -> None:
     """The real fpm (1.x, the packager) and what it needs for ``formats``: skip where it is not
-    installed (it cannot be installed from a registry here), fail where OSCB_REQUIRE_FPM says it is."""
+    installed (it cannot be installed from a registry here), fail where CLOUDBUILDER_REQUIRE_FPM says it is."""
     from cloudbuilder.packaging.fpm import FpmBackend
 
     problems = sorted({why for fmt in formats if (why := FpmBackend().missing(fmt))})
     if problems:
         message = "; ".join(problems)
-        if os.environ.get("OSCB_REQUIRE_FPM"):
+        if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
             pytest.fail(message)
         pytest.skip(message)
 

@@ -117,7 +117,7 @@ def backend(request, prerequisites) -> str:
 
         why = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
         if why:
-            if os.environ.get("OSCB_REQUIRE_FPM"):
+            if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
                 pytest.fail(why)
             pytest.skip(why)
     return request.param
