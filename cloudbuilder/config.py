@@ -192,8 +192,8 @@ SETTINGS: tuple[Setting, ...] = (
                  "binary they reach the server's own files. Default: refuse, naming each link."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
-            help="Packager: fpm (Ruby gem) or nfpm. auto takes fpm when it is on PATH and can write the "
-                 "chosen compressions, else nfpm."),
+            help="Packager: fpm (Ruby gem, 1.x) or nfpm. auto takes, per format, fpm for xz and nfpm "
+                 "otherwise, when installed and able, else the other."),
     Setting(key="package.name", default="orangescrum", kind="pkgname",
             help="Package name (deb and rpm)."),
     Setting(key="package.release", default="1", kind="pkgrelease",
@@ -506,8 +506,9 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _IMAGE_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 IMAGE_REPO_RE = re.compile(_IMAGE_NAME)
+# The tag's \w is Go's (ASCII), not Python's Unicode \w: "debian:ébookworm" is no reference.
 IMAGE_REF_RE = re.compile(
-    rf"{_IMAGE_NAME}(?::[\w][\w.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
+    rf"{_IMAGE_NAME}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
 
 # Debian relations (Policy 7.1) of a binary package: name[:arch] [(op version)], alternatives with "|".
 _DEB_NAME = r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?"
@@ -889,7 +890,8 @@ class Layer:
 def env_layer(environ: Mapping[str, str], source: str) -> Layer:
     """The ``OSCB_*`` keys of an environment (or env file) as a layer.
 
-    Unknown ``OSCB_*`` names are errors: a typo must not be silently ignored.
+    Unknown ``OSCB_*`` names are errors: a typo must not be silently ignored
+    (the test suite's own switches are CLOUDBUILDER_*, outside this prefix).
     """
     by_var = {s.env_var: s.key for s in SETTINGS}
     values: dict[str, Any] = {}

@@ -26,7 +26,8 @@ an interpolation that went through no filter is accepted only when it matches
 ``SAFE``, a charset that means the same in every syntax above.
 
 ``nfpm_field`` is for the packager's YAML (not a template): nfpm expands
-``$VAR`` from its environment in some fields.
+``$VAR`` from its environment in some fields.  ``rpm_spec_text`` is for what
+fpm writes into an rpm spec file: rpmbuild expands ``%`` macros in it.
 """
 
 from __future__ import annotations
@@ -236,6 +237,17 @@ def nfpm_field(value: Any) -> str:
     return str(value).replace("$", "${" + NFPM_DOLLAR_VAR + "}")
 
 
+# fpm writes an rpm spec file from its arguments and rpmbuild expands macros in
+# all of it: header fields (Vendor:, URL:, Packager:, ...), %description, the
+# scriptlets and %changelog.  "%{name}" would be replaced, "%(cmd)" run by a
+# shell at build time, "%{lua:...}" run by rpm.  "%%" is rpm's literal "%".
+
+
+def rpm_spec_text(value: Any) -> str:
+    """Text fpm puts into the rpm spec file: every ``%`` doubled, so rpmbuild writes it back as one."""
+    return str(value).replace("%", "%%")
+
+
 # Docker tags: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. deb/rpm versions may carry "~" and "+",
 # which no tag can: "~" (sorts before) becomes "-", "+" (build metadata) "_", as Helm does.
 DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -283,4 +295,4 @@ def guard(value: Any, template: str | None = None) -> Any:
 
 
 __all__ = ["Escaped", "EscapeError", "FILTERS", "SAFE", "UnescapedValue", "control_chars", "guard",
-           "nfpm_field", *FILTERS]
+           "nfpm_field", "rpm_spec_text", *FILTERS]

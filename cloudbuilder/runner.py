@@ -139,13 +139,14 @@ def run(
     level: int = logging.DEBUG,
     prefix: str = "+ ",
     tail_lines: int = 15,
+    umask: int | None = None,
 ) -> Completed:
     """Run ``argv``, its program resolved on our PATH (not ``env``'s).
 
     ``what`` names the step in errors (default: the program); ``env`` replaces
     the whole environment (None: inherit ours); ``timeout`` in seconds (None: no
-    limit); ``check`` turns a non-zero exit into ``CommandFailed``. The command
-    is logged at ``level`` as ``prefix + echo(argv)``.
+    limit); ``check`` turns a non-zero exit into ``CommandFailed``; ``umask``: the
+    child's (None: ours). The command is logged at ``level`` as ``prefix + echo(argv)``.
     """
     if not argv:
         raise ValueError("run: empty command")
@@ -155,7 +156,7 @@ def run(
     logger.log(level, "%s%s", prefix, echo(argv))
     try:
         done = _spawn([resolved, *(str(a) for a in argv[1:])], cwd=cwd, env=env, timeout=timeout, text=text,
-                      input=input)
+                      input=input, **({} if umask is None else {"umask": umask}))
     except subprocess.TimeoutExpired:
         raise CommandTimeout(program, what, timeout or 0) from None
     except OSError as exc:  # found, but not runnable
@@ -166,8 +167,8 @@ def run(
 
 
 def _spawn(argv: list[str], *, cwd: Path | str | None, env: Mapping[str, str] | None, timeout: float | None,
-           text: bool, input: str | bytes | None) -> Completed:
+           text: bool, input: str | bytes | None, umask: int = -1) -> Completed:
     """The single place a process is started (tests replace this to forbid or fake commands)."""
     return subprocess.run(argv, cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=text,
-                          timeout=timeout, check=False, input=input,
+                          timeout=timeout, check=False, input=input, umask=umask,
                           stdin=subprocess.DEVNULL if input is None else None)

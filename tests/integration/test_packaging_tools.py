@@ -7,6 +7,7 @@ FrankenPHP binary); everything else is the real dist/native of the example app.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -39,7 +40,23 @@ def need(*programs: str) -> None:
         pytest.skip(message)
 
 
+def need_fpm(*formats: str) -> None:
+    """The real fpm (1.x, the packager) and what it needs for ``formats``: skip where it is not
+    installed (it cannot be installed from a registry here), fail where CLOUDBUILDER_REQUIRE_FPM says it is."""
+    from cloudbuilder.packaging.fpm import FpmBackend
+
+    problems = sorted({why for fmt in formats if (why := FpmBackend().missing(fmt))})
+    if problems:
+        message = "; ".join(problems)
+        if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def make_cfg(dist: Path, binary: Path, **values):
+    """The config of a package test; the backend is pinned (nfpm unless given): ``auto``
+    would pick by what is installed, and fpm when it is on PATH."""
+    values.setdefault("package.backend", "nfpm")
     layer = Layer("flag", {"app": str(EXAMPLE_APP), "binary": str(binary), "dist_dir": str(dist),
                            "version": "4.1.0", "source_date_epoch": EPOCH, **values})
     return resolve([layer], cwd=dist.parent, environ={}, probe=lambda _a: AppFacts(None, "default", None))
@@ -99,9 +116,10 @@ def test_deb_contents_modes_and_owners(deb):
     # the settings file is created by postinst (no conffile); its template is shipped
     assert "./etc/orangescrum/orangescrum.env" not in rows
     assert rows["./usr/share/orangescrum/orangescrum.env.example"] == ("-rw-r--r--", "root/root")
+    # every path of a .deb is root's (DEB_OWNER); tmpfiles.d gives the service user its own
     assert rows["./etc/orangescrum/"] == ("drwxr-xr-x", "root/root")
-    assert rows["./var/lib/orangescrum/"] == ("drwxr-x---", "orangescrum/orangescrum")
-    assert rows["./var/cache/orangescrum/"] == ("drwxr-x---", "orangescrum/orangescrum")
+    assert rows["./var/lib/orangescrum/"] == ("drwxr-x---", "root/root")
+    assert rows["./var/cache/orangescrum/"] == ("drwxr-x---", "root/root")
     for unit in ("orangescrum.service", "orangescrum-queue.service", "orangescrum-recurring.service",
                  "orangescrum-recurring.timer"):
         assert rows[f"./usr/lib/systemd/system/{unit}"] == ("-rw-r--r--", "root/root")
@@ -136,14 +154,18 @@ def test_deb_control(deb, tmp_path):
     assert members == ["debian-binary", "control.tar.gz", "data.tar.zst"]
 
 
-def test_lintian_clean(deb):
+def assert_lintian_clean(deb: Path) -> str:
+    """No error or warning; returns what lintian overrode (the overrides shipped in the package)."""
     need("lintian")
     done = run("lintian", "--tag-display-limit", "0", "--fail-on", "error,warning", str(deb), check=False)
     problems = [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert problems == [] and done.returncode == 0, done.stdout + done.stderr
+    return run("lintian", "--show-overrides", "--tag-display-limit", "0", str(deb), check=False).stdout
+
+
+def test_lintian_clean(deb):
     # what was overridden is shipped, each with its reason
-    shown = run("lintian", "--show-overrides", "--tag-display-limit", "0", str(deb), check=False).stdout
-    assert "O: orangescrum: malformed-deb-archive" in shown
+    assert "O: orangescrum: malformed-deb-archive" in assert_lintian_clean(deb)
 
 
 # --------------------------------------------------------------------------
@@ -190,6 +212,10 @@ def test_rpm_scripts_handle_both_protocols(rpm):
 
 
 def test_rpmlint_clean(rpm, tmp_path):
+    assert_rpmlint_clean(rpm, tmp_path)
+
+
+def assert_rpmlint_clean(rpm: Path, tmp_path: Path) -> None:
     need("rpmlint", "rpm2cpio", "cpio")
     subprocess.run(f"rpm2cpio '{rpm}' | cpio -idm --quiet ./usr/share/doc/orangescrum/orangescrum.rpmlintrc",
                    shell=True, cwd=tmp_path, check=True)
@@ -263,6 +289,7 @@ def test_deleted_output_is_rebuilt(tmp_path, fake_binary):
 
 
 def test_deb_and_rpm_are_built_in_parallel(tmp_path, fake_binary, monkeypatch):
+    need("nfpm")
     barrier = threading.Barrier(2, timeout=20)
     real = pkgbuild.run_invocation
 
@@ -327,27 +354,6 @@ def test_rendered_scripts_are_shellcheck_clean(built, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("fpm") is None, reason="fpm (Ruby gem) is not on PATH; its argv is covered by "
-                    "the golden tests in tests/unit/test_packaging_spec.py")
-def test_fpm_builds_both_formats(tmp_path, fake_binary):
-    need("rpmbuild", "dpkg-deb", "rpm")
-    cfg = make_cfg(tmp_path / "dist", fake_binary, **{"package.backend": "fpm", "package.rpm_compression": "xz"})
-    results = package(cfg)
-    assert {r.backend for r in results.values()} == {"fpm"}
-    info = run("dpkg-deb", "-f", str(results["deb"].path), "Package", "Version").stdout
-    assert "orangescrum" in info and "4.1.0-1" in info
-    conffiles = subprocess.run(f"dpkg-deb --ctrl-tarfile '{results['deb'].path}' | tar -xOf - ./conffiles",
-                               shell=True, capture_output=True, text=True).stdout.split()
-    assert conffiles == []  # the settings file is created by postinst
-    rows = rpm_query(results["rpm"].path, "[%{FILENAMES} %{FILEMODES:perms} %{FILEGROUPNAME}\n]")
-    assert "/usr/share/orangescrum/orangescrum.env.example -rw-r--r-- root" in rows
-    assert "/etc/orangescrum/orangescrum.env " not in rows  # fpm has no %ghost (see packaging/README.md)
-    assert "pkg_action" in run("rpm", "-qp", "--scripts", str(results["rpm"].path)).stdout
-    again = package(make_cfg(tmp_path / "other" / "dist", fake_binary, **{"package.backend": "fpm",
-                                                                          "package.rpm_compression": "xz"}))
-    assert again["rpm"].path.read_bytes() == results["rpm"].path.read_bytes()
-
-
 def test_man_page_renders(built, tmp_path):
     need("man")
     cfg = built[0]
@@ -360,3 +366,158 @@ def test_man_page_renders(built, tmp_path):
     done = run("man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(path), check=False,
                env={**os.environ, "MANROFFSEQ": "", "MANWIDTH": "80"})
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+
+
+# --------------------------------------------------------------------------
+# The real fpm: lint-clean, reproducible, and equivalent to nfpm's packages
+# --------------------------------------------------------------------------
+
+# What fpm's packages may show that nfpm's do not, each forced by fpm or rpmbuild
+# (packaging/README.md, "fpm and nfpm"):
+FPM_ONLY_DEB_PATHS = {"./", "./usr/share/doc/orangescrum/changelog.gz"}  # its tar root; the link that stops a rename
+GZIP_REWRITTEN = {"./usr/share/doc/orangescrum/changelog.Debian.gz"}  # fpm gzips it itself: same text
+RPM_BUILD_FACTS = {"SIZE", "RPMVERSION", "OPTFLAGS", "PLATFORM",  # rpmbuild's, not the package's
+                   "PAYLOADFLAGS"}  # the xz level: fpm 3, multi-threaded ("3T"); nfpm's Go xz says "6"
+
+
+def deb_facts(deb: Path, tmp_path: Path) -> dict:
+    """What a .deb installs and declares, as data: paths, control fields, conffiles, scripts."""
+    import io
+    import tarfile
+
+    from cloudbuilder.repo import parse_control
+
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    paths = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            name = "./" + m.name.removeprefix("./").removeprefix(".").rstrip("/")
+            name += "/" if m.isdir() and name != "./" else ""
+            body = tar.extractfile(m).read() if m.isfile() else b""
+            if name in GZIP_REWRITTEN:
+                body = gzip.decompress(body)
+            # dpkg takes the owner by name when the tar has one, else by id
+            owner = (m.uname or {0: "root"}.get(m.uid, str(m.uid)), m.gname or {0: "root"}.get(m.gid, str(m.gid)))
+            paths[name] = {"type": m.type, "mode": oct(m.mode), "ids": (m.uid, m.gid), "owner": owner,
+                           "mtime": m.mtime, "link": m.linkname, "sha": hashlib.sha256(body).hexdigest()}
+    control = tmp_path / f"control-{deb.stat().st_ino}"
+    run("dpkg-deb", "-e", str(deb), str(control))
+    scripts = {n: (control / n).read_text().rstrip("\n") for n in ("preinst", "postinst", "prerm", "postrm")}
+    md5sums = dict(reversed(line.split(None, 1)) for line in (control / "md5sums").read_text().splitlines())
+    return {
+        "paths": paths,
+        "fields": parse_control(run("dpkg-deb", "-f", str(deb)).stdout),
+        "conffiles": (control / "conffiles").read_text().split() if (control / "conffiles").exists() else [],
+        "scripts": scripts,
+        "script_modes": {n: oct((control / n).stat().st_mode & 0o7777) for n in scripts},
+        "md5sums": md5sums,
+    }
+
+
+RPM_TAGS = ("NAME", "VERSION", "RELEASE", "EPOCH", "ARCH", "OS", "LICENSE", "GROUP", "URL", "VENDOR", "PACKAGER",
+            "SUMMARY", "DESCRIPTION", "BUILDHOST", "BUILDTIME", "PREFIXES", "PAYLOADCOMPRESSOR", "PAYLOADFLAGS",
+            "FILEDIGESTALGO", "SIZE", "RPMVERSION", "OPTFLAGS", "PLATFORM")
+
+
+def rpm_facts(rpm: Path) -> dict:
+    """What an .rpm installs and declares, as data."""
+    sep = "\x1f"
+    header = dict(zip(RPM_TAGS, rpm_query(rpm, sep.join(f"%{{{t}}}" for t in RPM_TAGS)).split(sep)))
+    files = {}
+    rows = rpm_query(rpm, "[%{FILENAMES}\x1f%{FILEMODES:octal}\x1f%{FILEUSERNAME}\x1f%{FILEGROUPNAME}\x1f"
+                          "%{FILEFLAGS:fflags}\x1f%{FILEDIGESTS}\x1f%{FILEMTIMES}\x1f%{FILELINKTOS}\x1e]")
+    for row in filter(None, rows.split("\x1e")):
+        name, *rest = row.split(sep)
+        files[name] = rest
+    deps = {kind: sorted(rpm_query(rpm, f"[%{{{kind}NAME}} %{{{kind}FLAGS:deptype}} %{{{kind}VERSION}}\n]")
+                         .splitlines())
+            for kind in ("REQUIRE", "PROVIDE", "RECOMMEND", "CONFLICT", "OBSOLETE")}
+    # rpmbuild adds the scriptlets' interpreter (Requires(pre,post,...): /bin/sh); nfpm does not
+    deps["REQUIRE"] = [d for d in deps["REQUIRE"] if ",interp" not in d]
+    scripts = {t: rpm_query(rpm, f"%{{{t}PROG}}\n%{{{t}}}").rstrip("\n")
+               for t in ("PREIN", "POSTIN", "PREUN", "POSTUN")}
+    changelog = rpm_query(rpm, "[%{CHANGELOGTIME} %{CHANGELOGNAME}\n%{CHANGELOGTEXT}\n]")
+    return {"header": header, "files": files, "deps": deps, "scripts": scripts, "changelog": changelog}
+
+
+def fpm_cfg(dist: Path, binary: Path, backend: str = "fpm"):
+    return make_cfg(dist, binary, **{"package.backend": backend, "package.rpm_compression": "xz"})
+
+
+@pytest.fixture(scope="module")
+def fpm_built(tmp_path_factory, fake_binary):
+    """Both formats by the real fpm (deb: zstd, rpm: xz), and by nfpm from the same tree."""
+    need_fpm("deb", "rpm")
+    need("nfpm", "dpkg-deb", "rpm")
+    base = tmp_path_factory.mktemp("fpm")
+    old = os.umask(0o022)
+    try:
+        fpm = package(fpm_cfg(base / "fpm" / "dist", fake_binary))
+    finally:
+        os.umask(old)
+    nfpm_cfg = fpm_cfg(base / "nfpm" / "dist", fake_binary, "nfpm")
+    shutil.copytree(base / "fpm" / "dist" / "native", nfpm_cfg.dist_dir / "native", copy_function=shutil.copyfile)
+    nfpm = {r.fmt: r for r in build_packages(nfpm_cfg)}
+    assert {r.backend for r in fpm.values()} == {"fpm"} and {r.backend for r in nfpm.values()} == {"nfpm"}
+    return {fmt: r.path for fmt, r in fpm.items()}, {fmt: r.path for fmt, r in nfpm.items()}
+
+
+def test_fpm_packages_are_lint_clean(fpm_built, tmp_path):
+    fpm, _ = fpm_built
+    shown = assert_lintian_clean(fpm["deb"])
+    assert "O: orangescrum: malformed-deb-archive second (official) member control.tar.zst" in shown
+    assert "O: orangescrum: duplicate-changelog-files" not in shown
+    assert_rpmlint_clean(fpm["rpm"], tmp_path)
+    assert run("ar", "t", str(fpm["deb"])).stdout.split() == ["debian-binary", "control.tar.zst", "data.tar.zst"]
+
+
+def test_fpm_deb_is_equivalent_to_nfpms(fpm_built, tmp_path):
+    fpm, nfpm = (deb_facts(b["deb"], tmp_path) for b in fpm_built)
+    assert set(fpm["paths"]) - set(nfpm["paths"]) == FPM_ONLY_DEB_PATHS
+    assert set(nfpm["paths"]) - set(fpm["paths"]) == set()
+    assert fpm["paths"]["./"]["mode"] == "0o755"
+    assert fpm["paths"]["./usr/share/doc/orangescrum/changelog.gz"]["link"] == "changelog.Debian.gz"
+    for path, facts in nfpm["paths"].items():
+        assert fpm["paths"][path] == facts, path  # type, mode, owner, mtime, content
+    assert {(f["ids"], f["owner"]) for f in fpm["paths"].values()} == {((0, 0), ("root", "root"))}
+    for key in ("fields", "conffiles", "scripts", "script_modes"):
+        assert fpm[key] == nfpm[key], key
+    assert fpm["conffiles"] == []  # the settings file is created by postinst: no conffile prompt
+    assert "./etc/orangescrum/orangescrum.env" not in fpm["paths"]
+    assert "License" not in fpm["fields"] and "Vendor" not in fpm["fields"]
+    rewritten = {p[2:] for p in GZIP_REWRITTEN}
+    assert {k: v for k, v in fpm["md5sums"].items() if k not in rewritten} == \
+        {k: v for k, v in nfpm["md5sums"].items() if k not in rewritten}
+
+
+def test_fpm_rpm_is_equivalent_to_nfpms(fpm_built):
+    fpm, nfpm = (rpm_facts(b["rpm"]) for b in fpm_built)
+    for tag in RPM_TAGS:
+        if tag not in RPM_BUILD_FACTS:
+            assert fpm["header"][tag] == nfpm["header"][tag], tag
+    assert fpm["header"]["PREFIXES"] == "(none)"  # not relocatable
+    assert "\n\nThe settings live in" in fpm["header"]["DESCRIPTION"]  # paragraphs, not " ."
+    assert fpm["header"]["PAYLOADCOMPRESSOR"] == "xz" and fpm["header"]["PAYLOADFLAGS"] == "3T"
+    assert fpm["files"] == nfpm["files"]  # modes, owners, %config/%doc/%ghost flags, digests, mtimes
+    # the settings file: owned as a %ghost (fpm's FPM_EDITOR sed adds it), not shipped; its template is
+    assert fpm["files"]["/etc/orangescrum/orangescrum.env"][:4] == ["100640", "root", "orangescrum", "g"]
+    assert fpm["files"]["/usr/share/orangescrum/orangescrum.env.example"][:4] == ["100644", "root", "root", ""]
+    for key in ("deps", "scripts", "changelog"):
+        assert fpm[key] == nfpm[key], key
+
+
+def test_fpm_rebuilds_are_byte_identical_under_any_umask(fpm_built, fake_binary, tmp_path, caplog):
+    """Another directory, a later time, umask 077: the same bytes as the first build (umask 022)."""
+    first, _ = fpm_built
+    cfg = fpm_cfg(tmp_path / "dist", fake_binary)
+    old = os.umask(0o077)
+    try:
+        time.sleep(1.1)
+        with caplog.at_level("DEBUG", logger="cloudbuilder"):
+            again = package(cfg)
+    finally:
+        os.umask(old)
+    for fmt, path in first.items():
+        assert again[fmt].path.read_bytes() == path.read_bytes(), fmt
+    assert "package.rpm (fpm): fpm said:" in caplog.text  # rpmbuild's output is logged
+    assert "File listed twice" not in caplog.text  # --directories only on the outermost directories

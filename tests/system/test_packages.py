@@ -1,7 +1,9 @@
 """The .deb and the .rpm on a booted Debian 12 with a real systemd.
 
 The packages are the real ones: the example app, the stand-in FrankenPHP binary
-(built by `invoke build` with the stand-in builder), dist/native, nfpm.  A
+(built by `invoke build` with the stand-in builder), dist/native, nfpm, and
+again fpm where the real fpm is installed (the module runs once per backend,
+each on a fresh machine; fpm writes the .rpm with xz, it has no zstd .rpm).  A
 debootstrapped Debian rootfs (cached as a tarball) is extracted per module and
 booted with ``systemd-nspawn -b``; commands run inside with ``nsenter``.  The
 tests below are one scenario, in order: install, configure, upgrade, remove,
@@ -34,7 +36,7 @@ from nspawn import BootedDebian, booted_rootfs_tarball, unavailable
 
 from cloudbuilder.config import Layer, layers_from, resolve
 from cloudbuilder.packaging.build import build_packages, materialize, run_invocation
-from cloudbuilder.packaging.nfpm import NfpmBackend
+from cloudbuilder.packaging.backends import all_backends
 from cloudbuilder.packaging.spec import FileEntry, build_spec, read_app_license
 from cloudbuilder.pipeline import assemble_flavor
 
@@ -107,18 +109,33 @@ def standin_binary(prerequisites, docker_client, tmp_path_factory):
     shutil.rmtree(dist, ignore_errors=True)  # ~400 MB of trees and binary
 
 
-def make_cfg(dist: Path, binary: Path, version: str):
+@pytest.fixture(scope="module", params=["nfpm", "fpm"])
+def backend(request, prerequisites) -> str:
+    """The packager under test; fpm only where the real fpm 1.x (and rpmbuild) is installed."""
+    if request.param == "fpm":
+        from cloudbuilder.packaging.fpm import FpmBackend
+
+        why = FpmBackend().missing("deb") or FpmBackend().missing("rpm")
+        if why:
+            if os.environ.get("CLOUDBUILDER_REQUIRE_FPM"):
+                pytest.fail(why)
+            pytest.skip(why)
+    return request.param
+
+
+def make_cfg(dist: Path, binary: Path, version: str, backend: str):
     layers = layers_from(None, None, {}, {})
     layers.append(Layer("flag", {"app": str(EXAMPLE_APP), "binary": str(binary), "dist_dir": str(dist),
-                                 "version": version, "package.backend": "nfpm"}))
+                                 "version": version, "package.backend": backend,
+                                 **({"package.rpm_compression": "xz"} if backend == "fpm" else {})}))
     return resolve(layers, cwd=ROOT, environ={})
 
 
-def build_legacy(cfg) -> dict[str, Path]:
+def build_legacy(cfg, backend: str) -> dict[str, Path]:
     """4.0.0 as the packaging before this change built it: the settings file shipped
-    as a conffile / %config(noreplace) holding the template.  (Its scripts are the
-    current ones: the old ones never touched the file on upgrade, so what matters
-    is how dpkg and rpm treat the conffile the new version no longer ships.)"""
+    as a conffile / %config(noreplace) holding the template, by the module's backend.
+    (Its scripts are the current ones: the old ones never touched the file on upgrade,
+    so what matters is how dpkg and rpm treat the conffile the new version no longer ships.)"""
     native = cfg.dist_dir / "native"
     spec = build_spec(cfg, native, read_app_license(cfg))
     conffile = FileEntry(dst=ENV_FILE, src=native / ".env.example", mode=0o640, group="orangescrum", config=True)
@@ -128,27 +145,31 @@ def build_legacy(cfg) -> dict[str, Path]:
         work = cfg.dist_dir / f"legacy-{fmt}"
         work.mkdir()
         output = cfg.dist_dir / f"legacy-{spec.filename(fmt)}"
-        layout = materialize(spec, fmt, work, exact_modes=False)
-        run_invocation(NfpmBackend().plan(spec, fmt, layout, output), work, f"legacy {fmt}")
+        packager = all_backends()[backend]
+        layout = materialize(spec, fmt, work, exact_modes=packager.needs_exact_modes)
+        run_invocation(packager.plan(spec, fmt, layout, output), work, f"legacy {fmt}")
         out[fmt] = output
     return out
 
 
 @pytest.fixture(scope="module")
-def packages(standin_binary, tmp_path_factory):
+def packages(backend, standin_binary, tmp_path_factory):
     """4.0.0 and 4.0.1 of both formats, packaged as `invoke package.all` does; 4.0.1's
     template has a new key.  "legacy": 4.0.0 with the settings file as a conffile."""
     built, dists = {}, []
     for version in ("4.0.0", "4.0.1"):
-        cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{version}") / "dist", standin_binary, version)
+        cfg = make_cfg(tmp_path_factory.mktemp(f"pkg-{backend}-{version}") / "dist", standin_binary, version,
+                       backend)
         dists.append(cfg.dist_dir)
         assemble_flavor(cfg, "native")
         if version == "4.0.1":
             with open(cfg.dist_dir / "native" / ".env.example", "a", encoding="utf-8") as template:
                 template.write(f"\n# New in 4.0.1: seconds before an SMTP connection gives up.\n{NEW_KEY}=30\n")
-        built[version] = {r.fmt: r.path for r in build_packages(cfg)}
+        results = build_packages(cfg)
+        assert {r.backend for r in results} == {backend}
+        built[version] = {r.fmt: r.path for r in results}
         if version == "4.0.0":
-            built["legacy"] = build_legacy(cfg)
+            built["legacy"] = build_legacy(cfg, backend)
     yield built
     for dist in dists:
         shutil.rmtree(dist, ignore_errors=True)
@@ -160,9 +181,9 @@ def rootfs_tarball(prerequisites) -> Path:
 
 
 @pytest.fixture(scope="module")
-def machine(rootfs_tarball, packages, tmp_path_factory):
+def machine(rootfs_tarball, backend, packages, tmp_path_factory):
     root = tmp_path_factory.mktemp("nspawn") / "rootfs"
-    guest = BootedDebian(rootfs_tarball, root, f"oscb-pkg-{os.getpid()}")
+    guest = BootedDebian(rootfs_tarball, root, f"oscb-pkg-{backend}-{os.getpid()}")
     try:
         guest.boot()
         for version, files in packages.items():
@@ -232,9 +253,9 @@ def test_rpmlint_clean(packages, tmp_path):
     assert "0 errors, 0 warnings" in done.stdout, done.stdout + done.stderr
 
 
-def test_rebuild_is_byte_identical(packages, standin_binary, tmp_path):
+def test_rebuild_is_byte_identical(packages, backend, standin_binary, tmp_path):
     """Another directory, a later time, umask 077: the same .deb and .rpm."""
-    cfg = make_cfg(tmp_path / "dist", standin_binary, "4.0.0")
+    cfg = make_cfg(tmp_path / "dist", standin_binary, "4.0.0", backend)
     old = os.umask(0o077)
     try:
         shutil.copytree(packages["4.0.0"]["deb"].parent.parent / "native", cfg.dist_dir / "native",

@@ -124,6 +124,8 @@ def test_env_file_is_parsed_never_executed(tmp_path):
 def test_unknown_settings_are_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"OSCB_BUILDER_IMAG \(from environment variable\) is not a known setting"):
         layers_from(None, None, {"OSCB_BUILDER_IMAG": "x"}, {})
+    # the test suite's switches live outside the OSCB_ prefix
+    assert layers_from(None, None, {"CLOUDBUILDER_REQUIRE_FPM": "1", "CLOUDBUILDER_FUZZ_EXAMPLES": "5"}, {})
     with pytest.raises(ConfigError, match=r"builder.imagee \(from invoke config \(invoke.yaml\)\) is not a known setting"):
         _resolve(*layers_from({"builder": {"imagee": "x"}}, None, {}, {}))
 

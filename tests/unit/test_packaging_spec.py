@@ -20,7 +20,7 @@ from cloudbuilder import config as cfgmod
 from cloudbuilder.assemble import assemble_tree
 from cloudbuilder.config import AppFacts, Layer, resolve
 from cloudbuilder.errors import BuildError, ConfigError
-from cloudbuilder.packaging.backends import Layout, select_backend
+from cloudbuilder.packaging.backends import Layout, choose_backend, select_backend
 from cloudbuilder.packaging.fpm import FpmBackend
 from cloudbuilder.packaging.nfpm import NfpmBackend, to_yaml
 from cloudbuilder.packaging.spec import FORMATS, Generated, build_spec, read_app_license
@@ -147,9 +147,12 @@ def test_spec_installs_the_documented_layout(spec):
         "/usr/share/man/man1/orangescrum.1.gz": (0o644, "root", "root"),
         "/usr/share/lintian/overrides/orangescrum": (0o644, "root", "root"),
     }
+    rpm = entries(spec, "rpm")
     for dst, (mode, owner, group) in expected.items():
         assert dst in files, dst
-        assert (files[dst].mode, files[dst].owner, files[dst].group) == (mode, owner, group), dst
+        assert (files[dst].mode, files[dst].owner, files[dst].group) == (mode, "root", "root"), dst  # DEB_OWNER
+        if dst in rpm:
+            assert (rpm[dst].mode, rpm[dst].owner, rpm[dst].group) == (mode, owner, group), dst
     # The settings file is no conffile (an unattended upgrade would stop at dpkg's
     # prompt): the package ships its template, the scripts create it.
     assert [f.dst for f in spec.files if f.config] == []
@@ -167,6 +170,12 @@ def test_spec_installs_the_documented_layout(spec):
     assert dirs["/var/cache/orangescrum"] == (0o750, "orangescrum", "orangescrum")
     assert dirs["/etc/orangescrum"] == (0o755, "root", "root")
     assert dirs["/usr/share/orangescrum"] == (0o755, "root", "root")
+    # a .deb is root-owned throughout (fpm has one owner per .deb); tmpfiles.d sets the real owners
+    assert {(d.owner, d.group) for d in spec.dirs_for("deb")} == {("root", "root")}
+    tmpfiles = next(f.src for f in spec.files if f.dst == "/usr/lib/tmpfiles.d/orangescrum.conf").read_text()
+    assert "d /var/lib/orangescrum 0750 orangescrum orangescrum" in tmpfiles
+    assert "D /var/cache/orangescrum 0750 orangescrum orangescrum" in tmpfiles
+    assert "z /etc/orangescrum/orangescrum.env 0640 root orangescrum" in tmpfiles
 
 
 def test_format_specific_files(spec):
@@ -376,13 +385,50 @@ def test_sysusers_entry_is_given_on_stdin(spec, native):
 # --------------------------------------------------------------------------
 
 
-def test_auto_takes_fpm_only_when_on_path_and_able(tmp_path):
+def installed(*names):
+    """A ``missing`` probe for choose_backend: ``names`` are installed, the others are not."""
+    return lambda backend, fmt: None if backend.name in names else f"`{backend.name}` is not on PATH"
+
+
+def test_auto_takes_fpm_for_xz_and_nfpm_otherwise(tmp_path):
     cfg = make_cfg(tmp_path)  # zstd for both
-    assert select_backend(cfg, "deb", which=lambda p: True).name == "fpm"
-    assert select_backend(cfg, "rpm", which=lambda p: True).name == "nfpm"  # fpm has no zstd rpm
-    assert select_backend(cfg, "deb", which=lambda p: False).name == "nfpm"
-    xz = make_cfg(tmp_path, **{"package.rpm_compression": "xz"})
-    assert select_backend(xz, "rpm", which=lambda p: True).name == "fpm"
+    both = installed("fpm", "nfpm")
+    assert select_backend(cfg, "deb", missing=both).name == "nfpm"  # as fast with zstd, fewer moving parts
+    assert select_backend(cfg, "rpm", missing=both).name == "nfpm"  # fpm has no zstd rpm
+    assert select_backend(cfg, "deb", missing=installed("fpm")).name == "fpm"  # able, and the only one
+    assert select_backend(cfg, "rpm", missing=installed("fpm")).name == "nfpm"  # unable: the error names nfpm
+    xz = make_cfg(tmp_path, **{"package.rpm_compression": "xz", "package.deb_compression": "xz"})
+    for fmt in FORMATS:
+        choice = choose_backend(xz, fmt, missing=both)
+        assert choice.backend.name == "fpm" and choice.reason.startswith("auto, xz: fpm's liblzma xz uses every core")
+        choice = choose_backend(xz, fmt, missing=installed("nfpm"))
+        assert choice.backend.name == "nfpm" and choice.reason == "auto, xz: not fpm: `fpm` is not on PATH"
+    assert select_backend(xz, "rpm", missing=installed()).name == "nfpm"  # neither: the easier to install
+    asked = choose_backend(make_cfg(tmp_path, **{"package.backend": "fpm"}), "deb", missing=installed())
+    assert (asked.backend.name, asked.reason) == ("fpm", "package.backend=fpm (from flag)")
+
+
+def test_fpm_detection_refuses_other_programs_called_fpm(monkeypatch):
+    from cloudbuilder.packaging import fpm
+
+    printed = {"out": "1.17.0"}
+    tools = {"fpm": "/usr/bin/fpm", "rpmbuild": "/usr/bin/rpmbuild"}
+    monkeypatch.setattr(fpm.shutil, "which", lambda p: tools.get(p))
+    monkeypatch.setattr(fpm.os, "stat", lambda p: os.stat_result((0,) * 10))
+    monkeypatch.setattr(fpm, "_version_output", lambda path, ident: printed["out"])
+    backend = FpmBackend()
+    assert backend.missing("deb") is None and backend.missing("rpm") is None
+    printed["out"] = ("Version:     0.10.1, alpha\nProgram:     fpm(1)\n"
+                      "Description: A Fortran package manager and build system")
+    assert "is not fpm 1.x, the packager" in backend.missing("deb")
+    assert "'Version:     0.10.1, alpha'" in backend.missing("deb")
+    printed["out"] = "1.9.3"
+    assert "fpm 1.9.3 is too old" in backend.missing("deb")
+    printed["out"] = "1.17.0"
+    del tools["rpmbuild"]
+    assert backend.missing("deb") is None and "rpmbuild" in backend.missing("rpm")
+    del tools["fpm"]
+    assert backend.missing("deb") == "`fpm` is not on PATH"
 
 
 def test_explicit_backend_that_cannot_fails_early(tmp_path):
@@ -435,8 +481,62 @@ def test_fpm_argv_golden(spec, fmt):
     spec = dataclasses.replace(spec, compression={"deb": "zstd", "rpm": "xz"})  # fpm has no zstd rpm
     inv = FpmBackend().plan(spec, fmt, fixed_layout(spec, fmt), Path(f"/build/out/{spec.filename(fmt)}"))
     check_golden(f"fpm-{fmt}.json", json.dumps(list(inv.argv), indent=1) + "\n")
-    check_golden(f"fpm-{fmt}-changelog.txt", next(iter(inv.files.values())))
-    assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000"}
+    if fmt == "deb":
+        check_golden("fpm-deb-changelog.txt", inv.files["changelog.Debian"])
+        check_golden("fpm-deb-control.txt", inv.files["control"])
+        assert inv.links == {"links/changelog.gz": "changelog.Debian.gz"}
+        assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000"}
+    else:
+        check_golden("fpm-rpm-changelog.txt", inv.files["changelog.rpm"])
+        # fpm has no %ghost: the spec edit adds the settings file's line (nfpm: type ghost)
+        assert inv.env == {"SOURCE_DATE_EPOCH": "1700000000",
+                           "FPM_EDITOR": "sed -i -e '/^Prefix: \\/$/d' -e '/^%description$/,/^%prep$/s/^ \\.$//' "
+                                         "-e '/^%defattr(/a %ghost %attr(0640,root,orangescrum) "
+                                         "/etc/orangescrum/orangescrum.env'"}
+        # rpmbuild expands macros in the scriptlets: fpm reads escaped copies, the same text otherwise
+        for name in ("pre", "post", "preun", "postun"):
+            script = getattr(spec.scripts["rpm"], name).data.decode()
+            assert inv.files[f"scripts/rpm-{name}.fpm"] == script.replace("%", "%%")
+
+
+def test_fpm_deb_changelog_is_the_shared_template(spec):
+    import gzip
+
+    inv = FpmBackend().plan(spec, "deb", fixed_layout(spec, "deb"), Path("/o.deb"))
+    ours = next(f.src.data for f in spec.files if f.dst.endswith("/changelog.Debian.gz"))
+    assert inv.files["changelog.Debian"].encode() == gzip.decompress(ours)
+
+
+def test_fpm_deb_control_has_the_fields_nfpm_writes(spec):
+    from cloudbuilder.repo import parse_control
+
+    inv = FpmBackend().plan(spec, "deb", fixed_layout(spec, "deb"), Path("/o.deb"))
+    fields = parse_control(inv.files["control"])
+    assert list(fields) == ["Package", "Version", "Section", "Priority", "Architecture", "Maintainer",
+                            "Installed-Size", "Depends", "Recommends", "Homepage", "Description"]
+    assert "License" not in fields and "Vendor" not in fields  # not dpkg fields (lintian: unknown-field)
+    assert fields["Version"] == "4.1.0-1" and fields["Depends"] == "systemd"
+    assert "\n .\n" in inv.files["control"]  # the paragraph break
+    with pytest.raises(BuildError, match="must be one non-empty line"):
+        FpmBackend().plan(dataclasses.replace(spec, homepage="x\nEvil: 1"), "deb", fixed_layout(spec, "deb"),
+                          Path("/o.deb"))
+
+
+def test_fpm_doubles_every_percent_of_the_rpm_spec_file_and_no_other(spec):
+    """rpmbuild expands %-macros (and runs %(...)) in the spec file fpm writes; the .deb's control is ours."""
+    odd = dataclasses.replace(spec, vendor="Acme 100% %{_bindir} %(id)", maintainer="Ops %x <o@example.org>",
+                              homepage="https://example.org/a%20b", compression={"deb": "zstd", "rpm": "xz"},
+                              changelog=dataclasses.replace(spec.changelog, author="Ops %x <o@example.org>"))
+    rpm = FpmBackend().plan(odd, "rpm", fixed_layout(odd, "rpm"), Path("/o.rpm"))
+    pairs = dict(zip(rpm.argv, rpm.argv[1:]))
+    assert pairs["--vendor"] == "Acme 100%% %%{_bindir} %%(id)"
+    assert pairs["--maintainer"] == "Ops %%x <o@example.org>" and pairs["--url"] == "https://example.org/a%%20b"
+    assert "* Tue Nov 14 22:13:20 UTC 2023 Ops %%x <o@example.org>" in rpm.files["changelog.rpm"]
+    assert "%%s" in rpm.files["scripts/rpm-post.fpm"] and "%s" not in rpm.files["scripts/rpm-post.fpm"].replace("%%", "")
+    deb = FpmBackend().plan(odd, "deb", fixed_layout(odd, "deb"), Path("/o.deb"))
+    assert dict(zip(deb.argv, deb.argv[1:]))["--maintainer"] == "Ops %x <o@example.org>"
+    assert "Maintainer: Ops %x <o@example.org>\n" in deb.files["control"]
+    assert deb.argv[deb.argv.index("--after-install") + 1] == "/build/work/scripts/deb-postinst"  # as rendered
 
 
 def test_fpm_argv_invariants(spec):
@@ -447,6 +547,9 @@ def test_fpm_argv_invariants(spec):
     assert "--config-files" not in deb  # the settings file is created by postinst, not shipped
     assert "--deb-no-default-config-files" in deb
     assert deb[deb.index("--deb-compression") + 1] == "zst"
+    assert deb[deb.index("--deb-compression-level") + 1] == "0"  # ZSTD_CLEVEL=-0: zstd's default 3, not -3
+    assert deb[deb.index("--workdir") + 1] == "/build/work"  # exists (fpm requires that)
+    assert "--vendor" not in deb and "--license" not in deb and "--deb-upstream-changelog" not in deb
     assert deb[deb.index("--after-install") + 1] == "/build/work/scripts/deb-postinst"
     mappings = [a for a in deb if "=" in a and not a.startswith("-") and a.startswith("/build/")]
     assert "/build/src/usr/bin/orangescrum=/usr/bin/orangescrum" in mappings
@@ -456,11 +559,19 @@ def test_fpm_argv_invariants(spec):
     cfg_xz = dataclasses.replace(spec, compression={"deb": "gzip", "rpm": "xz"})
     rpm = backend.plan(cfg_xz, "rpm", fixed_layout(spec, "rpm"), Path("/o.rpm")).argv
     pairs = list(zip(rpm, rpm[1:]))
-    assert ("--rpm-compression", "xz") in pairs and ("--rpm-digest", "sha256") in pairs
+    assert ("--rpm-digest", "sha256") in pairs
     assert ("--rpm-attr", "0644,root,root:/usr/share/orangescrum/orangescrum.env.example") in pairs
     assert "--config-files" not in rpm and not any(a.endswith("=/etc/orangescrum/orangescrum.env") for a in rpm)
     assert ("--rpm-attr", "0750,orangescrum,orangescrum:/var/lib/orangescrum") in pairs
     assert ("--directories", "/var/cache/orangescrum") in pairs
+    assert ("--rpm-compression", "xzmt") in pairs and ("--rpm-compression-level", "3") in pairs
+    xz_deb = backend.plan(dataclasses.replace(spec, compression={"deb": "xz", "rpm": "xz"}), "deb",
+                          fixed_layout(spec, "deb"), Path("/o.deb"))
+    assert xz_deb.env["XZ_DEFAULTS"] == "-T0" and ("--deb-compression-level", "3") in zip(xz_deb.argv, xz_deb.argv[1:])
+    assert "--edit" in rpm
+    # fpm adds the directories below each --directories itself: nested ones would be listed twice
+    assert ("--directories", "/usr/share/doc/orangescrum") in pairs
+    assert ("--directories", "/usr/share/doc/orangescrum/docs") not in pairs
     defines = [b for a, b in pairs if a == "--rpm-rpmbuild-define"]
     assert defines == ["_buildhost reproducible", "use_source_date_epoch_as_buildtime 1",
                        "clamp_mtime_to_source_date_epoch 1", "_build_id_links none"]
