@@ -34,7 +34,7 @@ import pytest
 
 from nspawn import BootedDebian, booted_rootfs_tarball, unavailable
 
-from cloudbuilder.config import Layer, layers_from, resolve
+from cloudbuilder.config import BY_KEY, Layer, layers_from, resolve
 from cloudbuilder.packaging.build import build_packages, materialize, run_invocation
 from cloudbuilder.packaging.backends import all_backends
 from cloudbuilder.packaging.spec import FileEntry, build_spec, read_app_license
@@ -121,6 +121,12 @@ def backend(request, prerequisites) -> str:
                 pytest.fail(why)
             pytest.skip(why)
     return request.param
+
+
+# Where the packaged web server listens inside the booted guest: the packages are
+# built with the default service.listen, and the guest has a network namespace of
+# its own (--private-network), so nothing on the host can hold this port.
+GUEST_URL = f"http://{BY_KEY['service.listen'].default}"
 
 
 def make_cfg(dist: Path, binary: Path, version: str, backend: str):
@@ -224,7 +230,7 @@ def healthz(machine: BootedDebian) -> dict:
     # Retried until it answers JSON: when the web server and the worker start
     # together, both extract the embedded app, and the stand-in binary replaces
     # a finished extraction for a moment (builder/standin/frankenphp-stub.sh).
-    return json.loads(wait_for(machine, "curl -fsS http://127.0.0.1:8080/healthz | grep '^{'"))
+    return json.loads(wait_for(machine, f"curl -fsS {GUEST_URL}/healthz | grep '^{{'"))
 
 
 # --------------------------------------------------------------------------
@@ -342,7 +348,7 @@ def test_invalid_edit_never_starts_the_app(machine):
     assert done.returncode != 0
     journal = machine.ok("journalctl -u orangescrum --no-pager -n 30 -o cat")
     assert "DB_PASSWORD: is still a placeholder" in journal and "Xk3v9" not in journal
-    assert machine.run("curl -fsS http://127.0.0.1:8080/healthz").returncode != 0
+    assert machine.run(f"curl -fsS {GUEST_URL}/healthz").returncode != 0
     machine.write(ENV_FILE, VALID_ENV)
     machine.ok("systemctl reset-failed orangescrum.service; systemctl restart orangescrum.service")
     assert healthz(machine) == {"status": "ok"}
