@@ -105,7 +105,7 @@ def _rule_cases():
             yield pytest.param(key, value, 1, id=f"{key}-bad-{value}")
 
 
-@pytest.mark.parametrize(("key", "value", "status"), _rule_cases())
+@pytest.mark.parametrize(("key", "value", "status"), list(_rule_cases()))
 def test_rule(tmp_path, key, value, status):
     extra = {"OSCB_REPLICAS": {"SESSION_HANDLER": "database"},
              "EMAIL_TRANSPORT": {"EMAIL_API_KEY": "SG.abcdefghijkl"}}.get(key, {})
