@@ -29,13 +29,19 @@ class EnvReport:
         return self.exit_code == 0
 
 
-def validate_env_file(path: Path) -> EnvReport:
-    done = runner.run(["sh", str(validator_path()), str(path)], what="validate-env.sh", timeout=60)
+# For a Docker deployment, KEY_FILE=/run/secrets/... names a path inside the
+# container: checked on the host, KEY counts as set and the file is not read.
+IN_CONTAINER = ("--secret-files-elsewhere",)
+
+
+def validate_env_file(path: Path, *, in_container: bool = False) -> EnvReport:
+    options = IN_CONTAINER if in_container else ()
+    done = runner.run(["sh", str(validator_path()), *options, str(path)], what="validate-env.sh", timeout=60)
     return EnvReport(path, done.returncode, (done.stdout + done.stderr).strip())
 
 
-def require_valid_env(path: Path) -> EnvReport:
-    report = validate_env_file(path)
+def require_valid_env(path: Path, *, in_container: bool = False) -> EnvReport:
+    report = validate_env_file(path, in_container=in_container)
     if not report.valid:
         raise EnvInvalidError(
             f"{path} is not a valid deployment env file:\n{report.output}\n"

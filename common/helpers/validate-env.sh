@@ -10,6 +10,9 @@
 #        validate-env.sh [-q|--quiet] --exec FILE -- COMMAND [ARG...]
 #                                         check FILE, then run COMMAND with its values
 #        validate-env.sh --secret-keys   print the settings that accept KEY_FILE
+#        --secret-files-elsewhere (with FILE or --environ): the KEY_FILE paths
+#                  are paths in the container, not here: KEY counts as set, the
+#                  file is not read (invoke deploy checks Compose's environment so)
 #        validate-env.sh -h|--help
 # exit:  0 valid (warnings allowed), 1 invalid, 2 unreadable file or usage error
 #
@@ -143,6 +146,8 @@ usage: validate-env.sh [-q|--quiet] [FILE]       check FILE (default: ./.env)
                                           check FILE; if valid, run COMMAND with
                                           FILE's values in its environment
        validate-env.sh --secret-keys             print the settings that accept KEY_FILE
+  --secret-files-elsewhere   KEY_FILE paths are paths in a container: count KEY
+                             as set without reading the file
        validate-env.sh -h|--help
 
 Checks OrangeScrum's settings without running anything from the file and
@@ -169,6 +174,7 @@ usage_error() {
 
 quiet=0
 environ=0
+files_elsewhere=0
 exec_mode=0
 file=
 have_file=0
@@ -182,6 +188,7 @@ while [ $# -gt 0 ]; do
 		;;
 	-q | --quiet) quiet=1 ;;
 	--environ) environ=1 ;;
+	--secret-files-elsewhere) files_elsewhere=1 ;;
 	--exec)
 		# --exec FILE -- COMMAND [ARG...]: validate FILE, then run COMMAND with
 		# FILE's values exported by this shell (never on a command line).
@@ -525,8 +532,13 @@ have_api_key=0 secrets_direct=' ' secrets_from_file=' ' reading_secret_file=0 fi
 check_secret_file() { # KEY PATH
 	secrets_from_file="$secrets_from_file$1 "
 	known "$1" # whatever happens: no "is required but not set" as well
+	if [ "$files_elsewhere" = 1 ]; then
+		[ "$1" != EMAIL_API_KEY ] || have_api_key=1
+		return 0
+	fi
 	if [ ! -f "$2" ] || [ ! -r "$2" ] || ! (: <"$2") 2>/dev/null; then
 		note error "${1}_FILE: cannot read the file it names (missing, not a regular file, or no read permission for this user); fix the path or the file's owner and mode"
+		[ "$1" != EMAIL_API_KEY ] || have_api_key=1 # named: one error is enough
 		return 0
 	fi
 	content='' count=0

@@ -344,3 +344,21 @@ def test_exec_with_a_secret_file_puts_no_value_on_any_command_line(tmp_path):
     calls = [line for line in trace.read_text().splitlines() if "execve(" in line]
     assert any("/bin/true" in line for line in calls)
     assert not [line for line in calls if value in line]
+
+
+@pytest.mark.parametrize("mode", ["file", "environ"])
+def test_secret_files_elsewhere_count_as_set_without_being_read(tmp_path, mode):
+    """invoke deploy checks Compose's environment on the host, where /run/secrets/... of the container is not."""
+    values = {**without(GOOD, "DB_PASSWORD"), "DB_PASSWORD_FILE": "/run/secrets/db_password-absent-here",
+              "EMAIL_TRANSPORT": "sendgrid", "EMAIL_API_KEY_FILE": "/run/secrets/sendgrid"}
+    if mode == "file":
+        rc, out, _ = check(tmp_path, values, "--secret-files-elsewhere")
+        plain = check(tmp_path, values)
+    else:
+        rc, out, _ = run("--environ", "--secret-files-elsewhere", cwd=tmp_path, env=values)
+        plain = run("--environ", cwd=tmp_path, env=values)
+    assert (rc, lines(out, "error")) == (0, [])
+    assert plain[0] == 1 and keys_named(plain[1]) == ["DB_PASSWORD_FILE", "EMAIL_API_KEY_FILE"]
+    # still one or the other
+    rc, out, _ = check(tmp_path, {**values, "DB_PASSWORD": GOOD["DB_PASSWORD"]}, "--secret-files-elsewhere")
+    assert rc == 1 and keys_named(out) == ["DB_PASSWORD"]
