@@ -31,8 +31,6 @@ BIN=$here/bin/orangescrum
 VALIDATE=$here/helpers/validate-env.sh
 PORT=${PORT:-8080}
 WEBROOT=${WEBROOT:-webroot}
-NL='
-'
 
 usage() {
   echo "usage: entrypoint.sh [server|queue-worker|recurring|cake ARGS...|validate|healthcheck]"
@@ -45,8 +43,10 @@ die() {
 
 # KEY_FILE=/path -> KEY=<content of /path>, for each secret setting. Runs after
 # the validator, which has checked the files (readable, one line, not both
-# KEY and KEY_FILE) and their content; cat reads the file, the value goes
-# through a pipe into this shell and from here into the environment only.
+# KEY and KEY_FILE) and their content. The shell's own `read` takes the line
+# (no program gets the value, none is needed in the image), so one trailing
+# newline is dropped, as the validator does; the value goes into the
+# environment only.
 load_secret_files() {
   case $(export -p) in
     *_FILE=*) ;;
@@ -55,9 +55,9 @@ load_secret_files() {
   for secret_key in $("$VALIDATE" --secret-keys); do
     secret_path=$(printenv "${secret_key}_FILE") || continue
     if [ -n "$secret_path" ]; then
-      secret_value=$(cat -- "$secret_path" && printf x) || die "${secret_key}_FILE: cannot read the file it names"
-      secret_value=${secret_value%x}
-      secret_value=${secret_value%"$NL"}
+      [ -f "$secret_path" ] && [ -r "$secret_path" ] || die "${secret_key}_FILE: cannot read the file it names"
+      secret_value=
+      IFS= read -r secret_value <"$secret_path" || : # 1 at a last line without newline: the value is read
       export "$secret_key=$secret_value"
     fi
     unset "${secret_key}_FILE"
