@@ -13,20 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_validate_env import GOOD as CORE_GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "common" / "helpers" / "validate-env.sh"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-GOOD = {
-    "DB_HOST": "db.internal",
-    "DB_PORT": "5432",
-    "DB_USERNAME": "orangescrum",
-    "DB_PASSWORD": "Kx7#mQ2!vR9pLw4z",
-    "DB_NAME": "orangescrum",
-    "SECURITY_SALT": "3f1c9a0b7e2d4c6f8a1b3d5e7f9a0c2e4b6d8f1a3c5e7b9d0f2a4c6e8b1d3f5a",
-    "FULL_BASE_URL": "https://tasks.acme.test",
-}
+GOOD = {k: v for k, v in CORE_GOOD.items() if k != "DEBUG"}  # valid and warning-free
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None):
@@ -312,13 +305,19 @@ def test_file_for_a_non_secret_key_is_just_another_variable(tmp_path):
     assert (rc, lines(out, "error")) == (0, [])
 
 
-def test_exec_exports_the_files_content_as_the_key_and_not_the_file_variable(tmp_path):
-    value = "Zq9!" + uuid.uuid4().hex
+def env_file_with_password_file(tmp_path: Path, value: str) -> Path:
+    """A valid env file whose DB_PASSWORD comes from DB_PASSWORD_FILE (holding value and a newline)."""
     secret = tmp_path / "db_password"
     secret.write_text(value + "\n")
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in without(GOOD, "DB_PASSWORD").items())
                         + f"DB_PASSWORD_FILE={secret}\n")
+    return env_file
+
+
+def test_exec_exports_the_files_content_as_the_key_and_not_the_file_variable(tmp_path):
+    value = "Zq9!" + uuid.uuid4().hex
+    env_file = env_file_with_password_file(tmp_path, value)
     dump = tmp_path / "dump"
     rc, out, err = run("-q", "--exec", str(env_file), "--", "/bin/sh", "-c", f'env > "{dump}"', cwd=tmp_path)
     assert rc == 0, out + err
@@ -331,11 +330,7 @@ def test_exec_exports_the_files_content_as_the_key_and_not_the_file_variable(tmp
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
 def test_exec_with_a_secret_file_puts_no_value_on_any_command_line(tmp_path):
     value = "Zq9!Secret-From-File-" + uuid.uuid4().hex[:8]
-    secret = tmp_path / "db_password"
-    secret.write_text(value + "\n")
-    env_file = tmp_path / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in without(GOOD, "DB_PASSWORD").items())
-                        + f"DB_PASSWORD_FILE={secret}\n")
+    env_file = env_file_with_password_file(tmp_path, value)
     trace = tmp_path / "trace"
     done = subprocess.run(["strace", "-f", "-s", "100000", "-e", "trace=execve", "-o", str(trace),
                            "/bin/sh", str(SCRIPT), "-q", "--exec", str(env_file), "--", "/bin/true"],
