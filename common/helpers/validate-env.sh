@@ -12,7 +12,7 @@
 #        validate-env.sh --secret-keys   print the settings that accept KEY_FILE
 #        --secret-files-elsewhere (with FILE or --environ): the KEY_FILE paths
 #                  are paths in the container, not here: KEY counts as set, the
-#                  file is not read (invoke deploy checks Compose's environment so)
+#                  file is not read (invoke check/deploy, on the build machine)
 #        validate-env.sh -h|--help
 # exit:  0 valid (warnings allowed), 1 invalid, 2 unreadable file or usage error
 #
