@@ -217,6 +217,9 @@ fi
 if [ "$environ" = 1 ] && [ "$have_file" = 1 ]; then
 	usage_error '--environ and FILE exclude each other'
 fi
+if [ "$files_elsewhere" = 1 ] && [ "$exec_mode" = 1 ]; then
+	usage_error '--secret-files-elsewhere and --exec exclude each other (--exec exports the files it reads)'
+fi
 [ "$have_file" = 1 ] || file=.env
 [ -n "$file" ] || usage_error 'FILE is empty'
 

@@ -357,3 +357,8 @@ def test_secret_files_elsewhere_count_as_set_without_being_read(tmp_path, mode):
     # still one or the other
     rc, out, _ = check(tmp_path, {**values, "DB_PASSWORD": GOOD["DB_PASSWORD"]}, "--secret-files-elsewhere")
     assert rc == 1 and keys_named(out) == ["DB_PASSWORD"]
+
+
+def test_secret_files_elsewhere_and_exec_exclude_each_other(tmp_path):
+    rc, _, err = run("--secret-files-elsewhere", "--exec", str(tmp_path / ".env"), "--", "/bin/true", cwd=tmp_path)
+    assert rc == 2 and "exclude each other" in err
