@@ -622,7 +622,13 @@ check_pair() { # KEY VALUE
 	QUEUE_WORKER_MAX_RUNTIME | QUEUE_WORKER_SLEEP | REDIS_DATABASE | REDIS_TIMEOUT) check_count "$1" "$2" ;;
 	DB_LOG | REDIS_PERSISTENT | MEMCACHED_LOG | CRITICAL_PATH_ENABLED | SMTP_TLS) check_bool "$1" "$2" ;;
 	SESSION_COOKIE_SECURE) check_bool "$1" "$2"; cookie_secure=$2 ;;
-	*_URL | STORAGE_ENDPOINT | EDITOR_DOCSERVER_ORIGIN) check_url_setting "$1" "$2" ;;
+	DATABASE_URL | DATABASE_TEST_URL | QUEUE_URL | EMAIL_TRANSPORT_DEFAULT_URL | \
+		CACHE_DEFAULT_URL | CACHE_CAKECORE_URL | CACHE_CAKEMODEL_URL | CACHE_CAKEROUTES_URL | CACHE_LANGUAGES_URL | \
+		LOG_DEBUG_URL | LOG_ERROR_URL | LOG_QUERIES_URL | LOG_AUTH_URL | LOG_CRON_URL | LOG_GITSYNC_URL | \
+		LOG_ATTENDANCE_LEAVE_URL | LOG_DUMMYDATA_URL | LOG_EMAIL_URL | LOG_CRITICAL_PATH_URL | LOG_TASK_ERROR_URL | \
+		V2_BASE_URL | LOGOUT_CHAIN_URL | CRITICAL_PATH_BASE_URL | STORAGE_ENDPOINT | EDITOR_DOCSERVER_ORIGIN)
+		check_url_setting "$1" "$2" # (the URL settings by name: another *_URL is not OrangeScrum's)
+		;;
 	CACHE_ENGINE)
 		case $2 in
 		file | redis | memcached) cache_engine=$2 ;;
@@ -692,7 +698,7 @@ check_url_setting() { # KEY VALUE
 	LOG_*_URL) check_scheme "$1" "$2" 'file console syslog' 'e.g. console:///?stream=php://stderr' ;;
 	EMAIL_TRANSPORT_DEFAULT_URL) check_scheme "$1" "$2" 'smtp mail debug' 'e.g. smtp://USER:PASSWORD@mail.example.com:587?tls=true' ;;
 	QUEUE_URL) check_scheme "$1" "$2" 'redis rediss file' 'e.g. redis://:PASSWORD@redis:6379/1' ;;
-	*) check_http "$1" "$2" ;;
+	*) check_http "$1" "$2" ;; # V2_BASE_URL, LOGOUT_CHAIN_URL, CRITICAL_PATH_BASE_URL, STORAGE_ENDPOINT, EDITOR_DOCSERVER_ORIGIN
 	esac
 }
 

@@ -362,3 +362,10 @@ def test_secret_files_elsewhere_count_as_set_without_being_read(tmp_path, mode):
 def test_secret_files_elsewhere_and_exec_exclude_each_other(tmp_path):
     rc, _, err = run("--secret-files-elsewhere", "--exec", str(tmp_path / ".env"), "--", "/bin/true", cwd=tmp_path)
     assert rc == 2 and "exclude each other" in err
+
+
+def test_other_programs_url_and_file_variables_are_not_checked(tmp_path):
+    """Only OrangeScrum's keys have rules: SENTRY_URL, CACHE_OTHER_URL, DB_HOST_FILE belong to someone else."""
+    rc, out, _ = check(tmp_path, {**GOOD, "SENTRY_URL": "not a url", "CACHE_OTHER_URL": "x", "LOG_MINE_URL": "y",
+                                  "DB_HOST_FILE": "/nonexistent"})
+    assert (rc, lines(out, "error"), lines(out, "warning")) == (0, [], [])
