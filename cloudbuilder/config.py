@@ -224,7 +224,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="Secret with the Ingress's TLS certificate (kubernetes.io/tls). Unset: no tls section."),
     Setting(key="kubernetes.recurring_schedule", default=None, kind="opt_cron",
             help="Cron schedule of the recurring task's CronJob. Default: service.recurring_interval as cron "
-                 "(minutes dividing an hour, hours dividing a day, or 1d)."),
+                 "(minutes dividing an hour, hours dividing a day, 1d, 1w; another interval gets the longest of "
+                 "those not longer than it, with a warning)."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
             help="Packager: fpm (Ruby gem, 1.x) or nfpm. auto takes, per format, fpm for xz and nfpm "

@@ -79,21 +79,29 @@ def quantity(size: str) -> str:
     return number + (unit.upper() + "i" if unit else "")
 
 
-def cron_schedule(interval: str) -> str | None:
-    """The cron schedule that runs every ``interval`` (a systemd time span), or None when
-    cron cannot: it counts minutes within an hour and hours within a day."""
-    seconds, rest = divmod(parse_timespan(interval), 10**6)
-    if rest or seconds % 60:
-        return None
-    minutes = seconds // 60
+# The intervals cron repeats exactly, in minutes: minutes dividing an hour, hours dividing a day, a day, a week.
+CRON_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440, 10080)
+
+
+def _cron_every(minutes: int) -> str:
     if minutes < 60:
-        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *" if 60 % minutes == 0 else None
-    hours, extra = divmod(minutes, 60)
-    if extra:
-        return None
-    if hours < 24:
-        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *" if 24 % hours == 0 else None
-    return "0 0 * * *" if hours == 24 else "0 0 * * 0" if hours == 24 * 7 else None
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    if minutes < 1440:
+        return "0 * * * *" if minutes == 60 else f"0 */{minutes // 60} * * *"
+    return "0 0 * * *" if minutes == 1440 else "0 0 * * 0"
+
+
+def cron_schedule(interval: str) -> tuple[str, bool]:
+    """(the cron schedule of ``interval``, a systemd time span; whether it is exact).
+
+    Cron repeats only the intervals of ``CRON_MINUTES``; any other interval gets the
+    longest of them that is not longer (every minute below one), so the task runs at
+    least as often as asked, and ``False``: the caller says so.
+    """
+    seconds, rest = divmod(parse_timespan(interval), 10**6)
+    exact = not rest and seconds % 60 == 0 and seconds // 60 in CRON_MINUTES
+    minutes = max([m for m in CRON_MINUTES if m * 60 <= seconds] or [1])
+    return _cron_every(minutes), exact
 
 
 def label_value(text: str) -> str:
@@ -106,9 +114,10 @@ def label_value(text: str) -> str:
 
 def migration_job_name(version: str) -> str:
     """``orangescrum-migrate-<version>``, a DNS label: one Job per version, so each release
-    migrates once. Versions that differ only in ``.``, ``~``, ``+`` get a hash to stay apart."""
+    migrates once. ``.`` becomes ``-`` (a version has no ``-``: no two versions meet); a version
+    with ``~``, ``+`` or capitals gets a hash of itself too, to stay apart from its neighbours."""
     slug = re.sub(r"[^a-z0-9]+", "-", version.lower()).strip("-")
-    if slug != version:
+    if not re.fullmatch(r"[a-z0-9.]+", version) or len(JOB_PREFIX + slug) > DNS_LABEL_MAX:
         slug = f"{slug[:DNS_LABEL_MAX - len(JOB_PREFIX) - 9]}-{hashlib.sha256(version.encode()).hexdigest()[:8]}"
     return (JOB_PREFIX + slug)[:DNS_LABEL_MAX].rstrip("-")
 
@@ -164,13 +173,9 @@ def kubernetes_context(cfg: BuildConfig, config_env: list[tuple[str, str]]) -> d
             f"kubernetes.max_replicas={max_replicas} (from {cfg.source_of('kubernetes.max_replicas')}) is below "
             f"scale.replicas={cfg.scale.replicas} (from {cfg.source_of('scale.replicas')}); the autoscaler's upper "
             "bound must be at least its lower bound: raise kubernetes.max_replicas or lower scale.replicas")
-    schedule = k.recurring_schedule or cron_schedule(cfg.service.recurring_interval)
-    if schedule is None:
-        raise ConfigError(
-            f"service.recurring_interval={cfg.service.recurring_interval!r} (from "
-            f"{cfg.source_of('service.recurring_interval')}) has no cron schedule (cron counts minutes dividing an "
-            "hour, hours dividing a day, 1d or 1w); set kubernetes.recurring_schedule (OSCB_KUBERNETES_RECURRING_SCHEDULE) "
-            "to a cron schedule such as */30 * * * *, or use such an interval")
+    schedule, exact = cron_schedule(cfg.service.recurring_interval)
+    if k.recurring_schedule:
+        schedule, exact = k.recurring_schedule, True
     tag = str(docker_tag(cfg.version))
     return {
         **cfg.template_context(),
@@ -184,6 +189,7 @@ def kubernetes_context(cfg: BuildConfig, config_env: list[tuple[str, str]]) -> d
             # OSCB_REPLICAS: how many web pods may run at once (the validator asks for shared sessions above 1).
             "replicas_env": max_replicas,
             "schedule": schedule,
+            "schedule_exact": exact,
             "web_memory": quantity(cfg.docker.memory_limit),
             "queue_memory": quantity(cfg.docker.queue_memory_limit),
             "state_size": quantity(k.state_size),
@@ -326,6 +332,12 @@ def assemble_kubernetes(cfg: BuildConfig, *, sources: Path | None = None,
         raise
     ws.write_stamp(FLAVOR, new_stamp)
     _record(cfg, ws, plan, digest, new_stamp)
+    if not plan.context["k8s"]["schedule_exact"]:
+        logger.warning(
+            "    service.recurring_interval=%r (from %s) has no cron schedule (cron repeats minutes dividing an hour, "
+            "hours dividing a day, 1d or 1w): the CronJob runs the recurring task at %r instead; set "
+            "kubernetes.recurring_schedule (OSCB_KUBERNETES_RECURRING_SCHEDULE) to choose", cfg.service.recurring_interval,
+            cfg.source_of("service.recurring_interval"), plan.context["k8s"]["schedule"])
     logger.info("    %s: %s", dest / SECRET_FILE, secret)
     return AssembleResult(FLAVOR, dest, up_to_date=False, kept=(SECRET_FILE,) if secret == "kept" else ())  # type: ignore[arg-type]
 
