@@ -293,6 +293,8 @@ def _write_secret(plan: KubernetesPlan, into: Path, old: Path) -> str:
         shutil.copy2(old, out)
         return "kept"
     write_atomic(out, render_secret(plan).encode(), mode=0o600)
+    epoch = plan.context["source_date_epoch"]
+    os.utime(out, (epoch, epoch))  # the placeholders are a function of the sources, like the rest of the tree
     return "placeholders from .env.example: fill it in, or give --env-file"
 
 
