@@ -198,7 +198,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="Namespace of every resource in dist/kubernetes."),
     Setting(key="kubernetes.image", default=None, kind="opt_image",
             help="Image the pods run. Default: <docker.image_name>:<version as a Docker tag> (what `docker.image` "
-                 "tags); push it to a registry the cluster pulls from and name it here."),
+                 "tags), never pulled (imagePullPolicy: Never: no registry serves it); push it to a registry "
+                 "the cluster pulls from and name it here (then pulled when missing)."),
     Setting(key="kubernetes.max_replicas", default=None, kind="opt_count",
             help="Upper bound of the web HorizontalPodAutoscaler (its lower bound is scale.replicas). "
                  "Default: scale.replicas (no autoscaling)."),
@@ -476,6 +477,7 @@ class BuildConfig:
             "docker": _public(self.docker),
             "service": _public(self.service),
             "paths": _public(self.paths),
+            "scale": _public(self.scale),
         }
 
 

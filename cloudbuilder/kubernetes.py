@@ -179,10 +179,12 @@ def kubernetes_context(cfg: BuildConfig, config_env: list[tuple[str, str]]) -> d
     tag = str(docker_tag(cfg.version))
     return {
         **cfg.template_context(),
-        "scale": {"replicas": cfg.scale.replicas},
         "kubernetes": {f: getattr(k, f) for f in k.__dataclass_fields__},
         "k8s": {
             "image": k.image or f"{cfg.docker.image_name}:{tag}",
+            # The default name is one this build publishes nowhere: whatever a registry serves under it
+            # would run with the secrets (compose says pull_policy: never for the same reason).
+            "pull_policy": "IfNotPresent" if k.image else "Never",
             "version_label": label_value(cfg.version),
             "migration_job": migration_job_name(cfg.version),
             "max_replicas": max_replicas,

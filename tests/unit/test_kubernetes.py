@@ -62,6 +62,8 @@ def test_every_pod_runs_restricted_with_its_volumes(tmp_path, values):
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}, name
         assert container["image"] == (cfg.kubernetes.image or f"{cfg.docker.image_name}:"
                                       f"{cfg.version.replace('~', '-').replace('+', '_')}"), name
+        # only an image the operator named is pulled (the default name is published nowhere)
+        assert container["imagePullPolicy"] == ("IfNotPresent" if cfg.kubernetes.image else "Never"), name
         env = {e["name"]: e["value"] for e in container["env"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
