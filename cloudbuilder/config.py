@@ -190,6 +190,43 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="app_external_symlinks", default=False, kind="bool",
             help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
                  "binary they reach the server's own files. Default: refuse, naming each link."),
+    # -- scaling and Kubernetes (`invoke dist.kubernetes`: dist/kubernetes) ------
+    Setting(key="scale.replicas", default=1, kind="count",
+            help="Web replicas of an orchestrated deployment (Kubernetes, Swarm); the pods get it as OSCB_REPLICAS. "
+                 "More than 1 needs shared sessions (Redis)."),
+    Setting(key="kubernetes.namespace", default="orangescrum", kind="dns_label",
+            help="Namespace of every resource in dist/kubernetes."),
+    Setting(key="kubernetes.image", default=None, kind="opt_image",
+            help="Image the pods run. Default: <docker.image_name>:<version as a Docker tag> (what `docker.image` "
+                 "tags), never pulled (imagePullPolicy: Never: no registry serves it); push it to a registry "
+                 "the cluster pulls from and name it here (then pulled when missing)."),
+    Setting(key="kubernetes.max_replicas", default=None, kind="opt_count",
+            help="Upper bound of the web HorizontalPodAutoscaler (its lower bound is scale.replicas). "
+                 "Default: scale.replicas (no autoscaling)."),
+    Setting(key="kubernetes.cpu_request", default="250m", kind="cpu",
+            help="CPU request of each pod (the autoscaler's utilisation is relative to it), e.g. 250m or 1."),
+    Setting(key="kubernetes.cpu_target", default=70, kind="count",
+            help="Average CPU utilisation (percent of the request) the web autoscaler aims at."),
+    Setting(key="kubernetes.storage_class", default=None, kind="opt_dns_subdomain",
+            help="StorageClass of the state PersistentVolumeClaim (ReadWriteMany: NFS, CephFS, EFS, Azure Files, ...). "
+                 "Default: the cluster's default class."),
+    Setting(key="kubernetes.state_size", default="10G", kind="size",
+            help="Size requested for the state PersistentVolumeClaim (G means GiB)."),
+    Setting(key="kubernetes.tmp_medium", default="disk", kind="choice", choices=("disk", "memory"),
+            help="emptyDir medium of TMPDIR, where the binary extracts the app: disk, or memory (a tmpfs that "
+                 "counts against the pod's memory limit)."),
+    Setting(key="kubernetes.tmp_size", default="1G", kind="size",
+            help="sizeLimit of the TMPDIR emptyDir (the extracted app and its caches)."),
+    Setting(key="kubernetes.ingress_host", default=None, kind="opt_hostname",
+            help="Host name of an Ingress in front of the web Service. Unset: no Ingress."),
+    Setting(key="kubernetes.ingress_class", default=None, kind="opt_dns_subdomain",
+            help="ingressClassName of the Ingress. Default: the cluster's default class."),
+    Setting(key="kubernetes.ingress_tls_secret", default=None, kind="opt_dns_subdomain",
+            help="Secret with the Ingress's TLS certificate (kubernetes.io/tls). Unset: no tls section."),
+    Setting(key="kubernetes.recurring_schedule", default=None, kind="opt_cron",
+            help="Cron schedule of the recurring task's CronJob. Default: service.recurring_interval as cron "
+                 "(minutes dividing an hour, hours dividing a day, 1d, 1w; another interval gets the longest of "
+                 "those not longer than it, with a warning)."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
             help="Packager: fpm (Ruby gem, 1.x) or nfpm. auto takes, per format, fpm for xz and nfpm "
@@ -359,6 +396,28 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScaleConfig:
+    replicas: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConfig:
+    namespace: str
+    image: str | None
+    max_replicas: int | None
+    cpu_request: str
+    cpu_target: int
+    storage_class: str | None
+    state_size: str
+    tmp_medium: Literal["disk", "memory"]
+    tmp_size: str
+    ingress_host: str | None
+    ingress_class: str | None
+    ingress_tls_secret: str | None
+    recurring_schedule: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Per-run intent: what this invocation should do, not what the artifacts are.
 
@@ -389,6 +448,8 @@ class BuildConfig:
     paths: PathsConfig
     package: PackageConfig
     release: ReleaseConfig
+    scale: ScaleConfig
+    kubernetes: KubernetesConfig
     # Per-run intent, beside the settings (not one of them): see RunOptions.
     run: RunOptions = field(default_factory=RunOptions, compare=False)
     # Where each value came from, for messages ("flag --app", "default", ...).
@@ -416,6 +477,7 @@ class BuildConfig:
             "docker": _public(self.docker),
             "service": _public(self.service),
             "paths": _public(self.paths),
+            "scale": _public(self.scale),
         }
 
 
@@ -636,6 +698,19 @@ def parse_license(text: str) -> str | None:
     return text if LICENSE_RE.fullmatch(text) and not control_chars(text) else None
 
 
+# Kubernetes object names (RFC 1123) and CronJob schedules (five fields of cron characters).
+DNS_LABEL_RE = re.compile(r"(?=.{1,63}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+CRON_RE = re.compile(r"[0-9*/,A-Za-z?-]+(?: [0-9*/,A-Za-z?-]+){4}")
+
+
+def _parse_count(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise _Bad("is not a positive integer", "give a whole number of at least 1")
+    return number
+
+
 # -- the kinds: one parser object per kind ------------------------------------
 #
 # ``Setting.kind`` names one of ``KINDS``; ``opt_<kind>`` is the same kind that may
@@ -847,6 +922,16 @@ KINDS: dict[str, Kind] = {
     "size": Pattern(SIZE_RE, "is not a size", "use a number with an optional K, M, G or T suffix (e.g. 1G)"),
     "name": Pattern(NAME_RE, "is not a valid user name", "use lowercase letters, digits, '_' and '-'"),
     "listen": Func(_parse_listen),
+    # -- scaling and Kubernetes ------------------------------------------------
+    "count": Func(_parse_count),
+    "dns_label": Pattern(DNS_LABEL_RE, "is not a DNS label (RFC 1123)",
+                         "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
+    "dns_subdomain": Pattern(DNS_SUBDOMAIN_RE, "is not a DNS subdomain name (RFC 1123)",
+                             "use lowercase letters, digits, '-' and '.', e.g. nfs-client", max_len=253),
+    "hostname": Pattern(DNS_SUBDOMAIN_RE, "is not a host name",
+                        "use a lowercase DNS name such as orangescrum.example.com (no scheme, port or path)", max_len=253),
+    "cpu": Pattern(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", "is not a CPU quantity", "use millicores such as 250m, or cores such as 1"),
+    "cron": Pattern(CRON_RE, "is not a five-field cron schedule", "use e.g. */30 * * * * (minute hour day month weekday)"),
     "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
                        "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
     "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
@@ -1047,6 +1132,8 @@ def resolve(
             repo_url=parsed["release.repo_url"],
             changelog=path("release.changelog"),
         ),
+        scale=ScaleConfig(**{k: parsed[f"scale.{k}"] for k in ScaleConfig.__dataclass_fields__}),
+        kubernetes=KubernetesConfig(**{k: parsed[f"kubernetes.{k}"] for k in KubernetesConfig.__dataclass_fields__}),
         sources=sources,
         github_token=environ.get("GITHUB_TOKEN") or None,
     )
