@@ -6,6 +6,11 @@ inside a function.
 
 - ``docker`` (the SDK) is imported only by the engine adapter, ``cloudbuilder/engine.py``;
 - ``subprocess`` only by the runner, ``cloudbuilder/runner.py``;
+- packaging is organised by format: the format modules (``packaging/formats/``)
+  import nothing of ``cloudbuilder`` but each other's ``base``, ``reproducible`` and
+  ``errors``; a backend (``fpm``, ``nfpm``) imports of packaging only the plan
+  (``spec``, ``packager``) and the formats, never another backend or the
+  selector (``backends``) that imports them;
 - no import cycle.  Function-level (lazy) imports count for cycles too: a lazy
   import only hides a cycle from Python's import machinery, the two modules
   still depend on each other (both cycles issue 10 names are made of one
@@ -24,11 +29,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "cloudbuilder"
 
 # Each entry: the modules of one cycle (a strongly connected component of the graph).
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # backends.select_backend lazily imports fpm and nfpm, which import backends' Invocation/Layout.
-    # Goes away with packaging organised by format (issue 10 item 4).
-    frozenset({"cloudbuilder.packaging.backends", "cloudbuilder.packaging.fpm", "cloudbuilder.packaging.nfpm"}),
-)
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 # Outside systems and the one module allowed to import each.
 ADAPTERS = {
@@ -142,3 +143,34 @@ def test_a_known_cycle_still_exists(cycle):
 def test_cycles_are_found():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "os"}, "d": {"a"}, "e": {"e"}}
     assert _cycles(graph) == {frozenset({"a", "b", "c"})}
+
+
+FORMATS_PACKAGE = "cloudbuilder.packaging.formats"
+# What a format module may import from cloudbuilder: the formats' shared types and two leaves.
+FORMAT_DEPENDENCIES = {f"{FORMATS_PACKAGE}.base", "cloudbuilder.reproducible", "cloudbuilder.errors"}
+BACKENDS = ("cloudbuilder.packaging.fpm", "cloudbuilder.packaging.nfpm")
+# What a backend may import from cloudbuilder.packaging: the plan and the formats.
+BACKEND_PACKAGING_DEPENDENCIES = {"cloudbuilder.packaging.spec", "cloudbuilder.packaging.packager"}
+
+
+def _internal(deps: set[str], graph: dict[str, set[str]]) -> set[str]:
+    return {d for d in deps if d in graph}
+
+
+def test_format_modules_are_leaves():
+    graph = _graph()
+    formats = sorted(n for n in graph if n.startswith(FORMATS_PACKAGE + "."))
+    assert {f"{FORMATS_PACKAGE}.deb", f"{FORMATS_PACKAGE}.rpm", f"{FORMATS_PACKAGE}.base"} <= set(formats)
+    for name in formats:
+        extra = _internal(graph[name], graph) - FORMAT_DEPENDENCIES - {name}
+        assert not extra, f"{name} imports {sorted(extra)}: a format knows nothing of the spec, settings or backends"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backend_imports_only_the_plan_and_the_formats(backend):
+    graph = _graph()
+    packaging = {d for d in _internal(graph[backend], graph) if d.startswith("cloudbuilder.packaging")}
+    extra = {d for d in packaging - BACKEND_PACKAGING_DEPENDENCIES if not d.startswith(FORMATS_PACKAGE)}
+    assert not extra, f"{backend} imports {sorted(extra)}; a backend imports only spec, packager and formats"
+    assert "cloudbuilder.packaging.spec" in packaging and any(d.startswith(FORMATS_PACKAGE) for d in packaging)
+
