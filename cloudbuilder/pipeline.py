@@ -349,19 +349,27 @@ def _run(stages: Sequence[Stage], ctx: StageContext) -> list[StageOutcome]:
 # What the last build was told (replayed by later tasks)
 # --------------------------------------------------------------------------
 
-# Never replayed: per-run intent, and the deployment env file (a later task names its own).
+# Never replayed: per-run intent, the dist dir (the manifest is in it), and the env file's path.
+# What the env file *configured* (its OSCB_* keys) is replayed like a flag: a later task does not
+# read the file again (it holds the deployment's secrets and need not exist any more: CI writes it
+# for one step), and `deploy` names its own env file (else dist/docker/.env).
 NOT_REPLAYED = frozenset({"env_file", "dist_dir"})
 REPLAY_SOURCE = "the last build (manifest)"
+# The sources whose settings a later task would not see again: flags, and the env file's OSCB_* keys
+# (config.layers_from labels them "env file PATH OSCB_KEY").  The environment and invoke.yaml are still
+# there for the next task.
+GIVEN_SOURCES = ("flag", "env file ", REPLAY_SOURCE)
 
 
 def given_settings(cfg: BuildConfig, base_source: str | None = None) -> dict[str, Given]:
-    """The settings this run was told on its command line (flags, `invoke demo`, or replayed from the last build)."""
+    """The settings this run was told on its command line or in its env file (`invoke demo`'s too, or
+    replayed from the last build)."""
     given: dict[str, Given] = {}
     for key, source in cfg.sources.items():
         setting = BY_KEY.get(key)
         if setting is None or setting.scope != "setting" or key in NOT_REPLAYED:
             continue
-        if source.startswith(("flag", REPLAY_SOURCE)) or source == base_source:
+        if source.startswith(GIVEN_SOURCES) or source == base_source:
             value = value_of(cfg, key)
             value = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
             original = source.removeprefix(REPLAY_SOURCE + ": ")
