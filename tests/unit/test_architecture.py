@@ -11,6 +11,10 @@ inside a function.
   ``errors``; a backend (``fpm``, ``nfpm``) imports of packaging only the plan
   (``spec``, ``packager``) and the formats, never another backend or the
   selector (``backends``) that imports them;
+- each stage is one module of ``cloudbuilder/stages/`` (its object: plan and run); a
+  stage imports ``stages.base`` and the work it runs, never another stage (they hand
+  off through the manifest) nor the orchestrator (``pipeline``), and no work module
+  imports a stage;
 - no import cycle.  Function-level (lazy) imports count for cycles too: a lazy
   import only hides a cycle from Python's import machinery, the two modules
   still depend on each other (both cycles issue 10 names are made of one
@@ -116,7 +120,8 @@ def test_the_graph_is_read():
     assert "cloudbuilder.engine" in graph and "cloudbuilder.packaging.build" in graph
     assert "cloudbuilder.runner" in graph["cloudbuilder.packaging.build"]  # `from .. import runner`
     assert "cloudbuilder.git" in graph["cloudbuilder.archive"]  # `from . import git`
-    assert "cloudbuilder.binary" in graph["cloudbuilder.pipeline"]  # a lazy import inside a function
+    assert "cloudbuilder.binary" in graph["cloudbuilder.stages.binary"]  # a lazy import inside a function
+    assert "cloudbuilder.engine" in graph["cloudbuilder.pipeline"]  # the same, in the orchestrator
 
 
 @pytest.mark.parametrize("library", sorted(ADAPTERS))
@@ -174,3 +179,37 @@ def test_a_backend_imports_only_the_plan_and_the_formats(backend):
     assert not extra, f"{backend} imports {sorted(extra)}; a backend imports only spec, packager and formats"
     assert "cloudbuilder.packaging.spec" in packaging and any(d.startswith(FORMATS_PACKAGE) for d in packaging)
 
+
+
+STAGES = "cloudbuilder.stages"
+
+
+def _stage_modules(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(n for n in graph if n.startswith(STAGES + ".") and n != f"{STAGES}.base")
+
+
+def test_each_stage_is_one_module_and_imports_no_other_stage():
+    graph = _graph()
+    stages = _stage_modules(graph)
+    assert len(stages) >= 6, stages
+    for name in stages:
+        others = {d for d in _internal(graph[name], graph)
+                  if (d.startswith(STAGES + ".") and d not in (name, f"{STAGES}.base")) or d == "cloudbuilder.pipeline"}
+        assert not others, f"{name} imports {sorted(others)}: stages hand off through the manifest, not each other"
+
+
+def test_every_stage_of_the_pipeline_lives_in_its_own_stages_module():
+    from cloudbuilder import pipeline
+
+    homes = [t.__module__ for t in pipeline.STAGE_TYPES]
+    assert len(set(homes)) == len(homes) and all(h.startswith(STAGES + ".") for h in homes), homes
+    assert sorted(homes) == _stage_modules(_graph())
+
+
+def test_no_work_module_imports_a_stage_or_the_orchestrator():
+    graph = _graph()
+    upper = {n for n in graph if n.startswith(STAGES)} | {"cloudbuilder.pipeline"}
+    for name, deps in graph.items():
+        if name in upper or name.startswith("cloudbuilder.tasks"):
+            continue
+        assert not (deps & upper), f"{name} imports {sorted(deps & upper)}: only tasks run stages"
