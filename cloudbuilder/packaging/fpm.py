@@ -147,7 +147,7 @@ def installed_version(program: str = "fpm") -> tuple[tuple[int, ...] | None, str
 def deb_control(spec: PackageSpec, installed_size_kib: int) -> str:
     """The .deb's control file (``--deb-custom-control``): ``formats.deb.control`` of the spec."""
     return deb_format.control(
-        package=spec.name, version=spec.full_version, arch=spec.arch, maintainer=spec.maintainer,
+        package=spec.name, version=spec.full_version, section=spec.deb_section, arch=spec.arch, maintainer=spec.maintainer,
         installed_size_kib=installed_size_kib, depends=spec.depends["deb"], recommends=spec.recommends,
         homepage=spec.homepage, summary=spec.summary, description=spec.description)
 

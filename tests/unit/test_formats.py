@@ -69,7 +69,7 @@ def test_rpm_attr_and_ghost_lines():
 
 
 def test_the_deb_control_file_refuses_a_field_that_would_start_another():
-    fields = dict(package="orangescrum", version="4.1.0-1", arch="arm64", maintainer="Ops <o@e.com>",
+    fields = dict(package="orangescrum", version="4.1.0-1", section=deb.SECTION, arch="arm64", maintainer="Ops <o@e.com>",
                   installed_size_kib=3, depends=("systemd (>= 247)", "adduser"), recommends=(),
                   homepage="https://example.com", summary="S", description="Line\n\nAfter")
     text = deb.control(**fields)

@@ -48,14 +48,14 @@ def installed_size_kib(sizes: Iterable[int]) -> int:
     return sum(sizes) // 1024
 
 
-def control(*, package: str, version: str, arch: Arch, maintainer: str, installed_size_kib: int,
+def control(*, package: str, version: str, section: str, arch: Arch, maintainer: str, installed_size_kib: int,
             depends: Sequence[str], recommends: Sequence[str], homepage: str, summary: str,
             description: str) -> str:
     """The control file: the fields nfpm writes, in dpkg's syntax (deb-control(5))."""
     lines = [
         control_field("Package", package),
         control_field("Version", version),
-        control_field("Section", SECTION),
+        control_field("Section", section),
         control_field("Priority", PRIORITY),
         control_field("Architecture", DEB.arch(arch)),
         control_field("Maintainer", maintainer),
