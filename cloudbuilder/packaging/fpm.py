@@ -85,7 +85,7 @@ from .. import runner
 from ..errors import ConfigError
 from ..escape import path as installed_path
 from ..escape import rpm_spec_text
-from .formats import Format, format_of
+from .formats import Format, compressions, format_of
 from .formats import deb as deb_format
 from .formats import rpm as rpm_format
 from .packager import Invocation, Layout, packager_environment
@@ -93,8 +93,8 @@ from .spec import Generated, PackageSpec
 
 
 def _compressions(fmt: Format) -> dict[str, str]:
-    """What fpm calls each compression of ``fmt`` that it can write (formats/<fmt>.py's compressors)."""
-    return {name: c.fpm for name, c in format_of(fmt).compressors.items() if c.fpm is not None}
+    """What fpm calls each compression of ``fmt`` it can write (formats/<fmt>.py's compressors)."""
+    return compressions(fmt, "fpm")
 
 
 _SCRIPT_FLAGS = (("pre", "--before-install"), ("post", "--after-install"),

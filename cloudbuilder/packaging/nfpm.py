@@ -26,15 +26,15 @@ from .. import runner
 from ..errors import PrerequisiteError
 from ..escape import NFPM_DOLLAR_VAR, nfpm_field
 from ..reproducible import rfc3339
-from .formats import Format, format_of
+from .formats import Format, compressions, format_of
 from .formats.rpm import BUILDHOST
 from .packager import Invocation, Layout
 from .spec import PackageSpec
 
 
 def _compressions(fmt: Format) -> dict[str, str]:
-    """What nfpm calls each compression of ``fmt`` that it can write (formats/<fmt>.py's compressors)."""
-    return {name: c.nfpm for name, c in format_of(fmt).compressors.items() if c.nfpm is not None}
+    """What nfpm calls each compression of ``fmt`` it can write (formats/<fmt>.py's compressors)."""
+    return compressions(fmt, "nfpm")
 
 SCRIPT_KEYS = {"pre": "preinstall", "post": "postinstall", "preun": "preremove", "postun": "postremove"}
 

@@ -8,6 +8,7 @@ up here; the format modules import nothing but ``base``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from .base import FORMATS, Arch, Compression, Compressor, Format, FormatFile, PackageFormat
 from .deb import DEB
@@ -21,5 +22,11 @@ def format_of(fmt: Format) -> PackageFormat:
     return REGISTRY[fmt]
 
 
+def compressions(fmt: Format, packager: Literal["fpm", "nfpm"]) -> dict[str, str]:
+    """The compressions of ``fmt`` that ``packager`` can write, each with that packager's name for it."""
+    spelled = {name: getattr(c, packager) for name, c in REGISTRY[fmt].compressors.items()}
+    return {name: word for name, word in spelled.items() if word is not None}
+
+
 __all__ = ["Arch", "Compression", "Compressor", "FORMATS", "Format", "FormatFile", "PackageFormat", "REGISTRY",
-           "format_of"]
+           "compressions", "format_of"]
