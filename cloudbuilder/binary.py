@@ -220,6 +220,15 @@ def deps_tag(dist_dir: Path) -> str:
     return f"{DEPS_REPOSITORY}:{hashlib.sha256(str(dist_dir.resolve()).encode()).hexdigest()[:16]}"
 
 
+def remove_deps_tag(dist_dir: Path, engine: DockerEngine) -> str | None:
+    """Untag ``deps_tag(dist_dir)`` (`invoke clean`); the tag removed, or None when there was none.
+
+    Only this dist dir's tag: the other checkouts' and test runs' on the same engine stay.
+    """
+    tag = deps_tag(dist_dir)
+    return tag if engine.untag(tag) else None
+
+
 def deps_step(steps: Sequence[BuildStep]) -> BuildStep | None:
     """The embed build's composer-install step, from its step log."""
     return next((s for s in steps if s.instruction.startswith(DEPS_STEP)), None)

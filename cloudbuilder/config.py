@@ -22,6 +22,8 @@ from typing import Any, Literal
 from . import git
 from .errors import ConfigError
 from .escape import ABS_PATH, REL_PATH, control_chars
+from .packaging.formats import deb as deb_format
+from .packaging.formats import rpm as rpm_format
 from .workspace import Workspace
 
 ENV_PREFIX = "OSCB_"
@@ -572,14 +574,9 @@ IMAGE_REPO_RE = re.compile(_IMAGE_NAME)
 IMAGE_REF_RE = re.compile(
     rf"{_IMAGE_NAME}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{{32,}})?")
 
-# Debian relations (Policy 7.1) of a binary package: name[:arch] [(op version)], alternatives with "|".
-_DEB_NAME = r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?"
-_DEB_VERSION = r"[0-9][A-Za-z0-9.+~:-]*"
-_DEB_RELATION = rf"{_DEB_NAME}(?:\s*\(\s*(?:<<|<=|=|>=|>>)\s*{_DEB_VERSION}\s*\))?"
-DEB_RELATION_RE = re.compile(rf"{_DEB_RELATION}(?:\s*\|\s*{_DEB_RELATION})*")
-# rpm dependencies: a name (or a capability such as perl(Foo), or a path) [op EVR].
-_RPM_NAME = r"(?:[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:\([A-Za-z0-9_.:/+-]+\))?|/[A-Za-z0-9_.+/-]+)"
-RPM_RELATION_RE = re.compile(rf"{_RPM_NAME}(?:\s+(?:<|<=|=|>=|>)\s+[A-Za-z0-9_.+~^:-]+)?")
+# Debian relations (Policy 7.1) and rpm dependencies: each format's syntax, in its module.
+DEB_RELATION_RE = deb_format.RELATION_RE
+RPM_RELATION_RE = rpm_format.RELATION_RE
 PKG_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 # An SPDX license expression (or a LicenseRef-..., or a word such as "proprietary").
 LICENSE_RE = re.compile(r"[A-Za-z0-9(][A-Za-z0-9.+:()-]*(?: [A-Za-z0-9.+:()-]+)*")

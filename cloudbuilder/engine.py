@@ -222,6 +222,16 @@ class DockerEngine:
         except self._errors.ImageNotFound:
             pass
 
+    def untag(self, ref: str) -> bool:
+        """Remove the tag ``ref`` (the image too when it was its last tag and nothing uses it); False: no such tag."""
+        try:
+            self.client.images.remove(ref, noprune=False)
+        except self._errors.ImageNotFound:
+            return False
+        except self._errors.APIError as exc:
+            raise BuildError(f"cannot remove the image tag {ref}: {exc.explanation or exc}") from None
+        return True
+
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self.client.images.get(image_id).tag(repository, tag)
 

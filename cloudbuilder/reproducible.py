@@ -63,14 +63,34 @@ def sha256_file(path: Path) -> str:
 # --------------------------------------------------------------------------
 
 
+def _utc(fmt: str, epoch: int) -> str:
+    """``epoch`` in UTC, as ``fmt`` (C-locale names: the builds run with LC_ALL unset or C.UTF-8)."""
+    return time.strftime(fmt, time.gmtime(epoch))
+
+
 def rfc3339(epoch: int) -> str:
     """``2023-11-14T22:13:20Z`` (OCI ``created``, nfpm ``mtime`` and changelog dates)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return _utc("%Y-%m-%dT%H:%M:%SZ", epoch)
 
 
 def rfc2822(epoch: int) -> str:
     """``Tue, 14 Nov 2023 22:13:20 +0000`` (Debian changelog trailer lines)."""
-    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch))
+    return _utc("%a, %d %b %Y %H:%M:%S +0000", epoch)
+
+
+def rpm_changelog_date(epoch: int) -> str:
+    """``Tue Nov 14 22:13:20 UTC 2023`` (an rpm %changelog entry's date, with the time of day)."""
+    return _utc("%a %b %d %H:%M:%S UTC %Y", epoch)
+
+
+def iso_date(epoch: int) -> str:
+    """``2023-11-14`` (a man page's date)."""
+    return _utc("%Y-%m-%d", epoch)
+
+
+def utc_year(epoch: int) -> str:
+    """``2023`` (a copyright line)."""
+    return _utc("%Y", epoch)
 
 
 # --------------------------------------------------------------------------

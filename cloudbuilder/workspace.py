@@ -8,7 +8,7 @@ version, path, sha256 and the settings that made it), written atomically.
 
 Later stages read their inputs from the manifest instead of guessing paths, and
 later tasks (``package.*``, ``docker.image``, ``release``) default to what the
-last build was told on its command line (``Manifest.given``, replayed as the
+last build was told on its command line or in its env file (``Manifest.given``, replayed as the
 lowest settings layer: invoke.yaml, the environment and flags still win).
 """
 
@@ -151,7 +151,7 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Given:
-    """A value the last build was told on its command line (or by `invoke demo`)."""
+    """A value the last build was told on its command line or in its env file (or by `invoke demo`)."""
 
     value: Any
     source: str
@@ -160,8 +160,8 @@ class Given:
 class Manifest:
     """``dist/manifest.json``: the artifacts of the last build, and what it was told.
 
-    ``given`` holds the settings that came from flags or `invoke demo` (not from
-    invoke.yaml, the env file or the environment: those are read again each
+    ``given`` holds the settings that came from flags, the env file's ``OSCB_*`` keys or
+    `invoke demo` (not from invoke.yaml or the environment: those are read again each
     run), so a later task can default to them.
     """
 

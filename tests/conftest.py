@@ -110,18 +110,47 @@ def _start_dockerd() -> None:
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    """A client of a running engine (started if needed); skips when none can run."""
+def docker_client(tmp_path_factory):
+    """A client of a running engine (started if needed); skips when none can run.
+
+    At the end of the session it fails (as an error in the last teardown) when the
+    session left a new ``orangescrum-cloud-deps`` tag behind (``_check_deps_tags``).
+    """
     try:
-        return _docker_client()
+        client = _docker_client()
     except Exception:
         _start_dockerd()
-    try:
-        return _docker_client()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            pytest.fail(f"no Docker engine in CI: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
+        try:
+            client = _docker_client()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            if os.environ.get("CI"):
+                pytest.fail(f"no Docker engine in CI: {exc}")
+            pytest.skip(f"no Docker engine: {exc}")
+    from docker_support import deps_tags
+
+    before = deps_tags(client)
+    yield client
+    _check_deps_tags(client, before, tmp_path_factory.getbasetemp())
+
+
+def _check_deps_tags(client, before: set[str], basetemp: Path) -> None:
+    """Fail when this session left deps tags behind: tags that are new since the engine was first used and
+    belong to a dist dir of this session (below its basetemp, or the checkout's dist/).  Other helpers'
+    and CI runs' tags on the shared engine are neither reported nor touched.  Leaked tags are removed too."""
+    from cloudbuilder.binary import deps_tag
+    from docker_support import deps_tags, session_deps_tags
+
+    new = deps_tags(client) - before
+    leaked = session_deps_tags([basetemp], new) | (new & {deps_tag(ROOT / "dist")})
+    for tag in sorted(leaked):
+        try:
+            client.images.remove(tag)
+        except Exception:  # noqa: BLE001 - removed meanwhile
+            pass
+    if leaked:
+        pytest.fail(f"the test session left {len(leaked)} image tag(s) behind: {', '.join(sorted(leaked))} "
+                    "(removed now); the fixture that builds a binary must remove the deps tag of its dist dir "
+                    "(docker_support.removing_deps_tags)", pytrace=False)
 
 
 @pytest.fixture

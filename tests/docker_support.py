@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,3 +44,65 @@ def remove_new_untagged(client, ids: list[str], before: set[str]) -> None:
             client.images.remove(image.id, noprune=False)
         except docker.errors.APIError:
             pass  # a parent of another image: removed with it
+
+
+# --------------------------------------------------------------------------
+# The deps tags (binary.deps_tag): one per dist dir a binary was built in
+# --------------------------------------------------------------------------
+
+
+def deps_tags(client) -> set[str]:
+    """Every ``orangescrum-cloud-deps:<hash>`` tag on the engine (any checkout's, any session's)."""
+    from cloudbuilder.binary import DEPS_REPOSITORY
+
+    return {t for img in client.images.list(name=DEPS_REPOSITORY) for t in img.tags
+            if t.startswith(DEPS_REPOSITORY + ":")}
+
+
+def remove_deps_tags(client, dist_dirs, before: set[str]) -> list[str]:
+    """Untag the deps tag of each of ``dist_dirs`` that is not in ``before`` (made since); returns them.
+
+    The tags that existed before belong to someone else's build (other checkouts and
+    test sessions share the engine) and stay.
+    """
+    from cloudbuilder.binary import deps_tag
+
+    removed = []
+    for tag in sorted({deps_tag(Path(d)) for d in dist_dirs} - before):
+        try:
+            client.images.remove(tag)
+            removed.append(tag)
+        except Exception:  # noqa: BLE001 - not built (the test failed before the embed step, or used --binary)
+            pass
+    return removed
+
+
+@contextmanager
+def removing_deps_tags(client, *dist_dirs):
+    """Around a build in ``dist_dirs``: afterwards, remove the deps tags it created there."""
+    before = deps_tags(client)
+    try:
+        yield
+    finally:
+        remove_deps_tags(client, dist_dirs, before)
+
+
+def session_deps_tags(roots, tags: set[str]) -> set[str]:
+    """The ``tags`` that belong to a dist dir below ``roots`` (found, or a removed ``dist`` of a found dir).
+
+    A deps tag is a hash of its dist dir's path: it cannot be read back, so the
+    directories below the session's temporary root are hashed and matched.
+    """
+    from cloudbuilder.binary import deps_tag
+
+    found: set[str] = set()
+    for root in roots:
+        if not Path(root).exists():
+            continue
+        for parent, dirs, _files in os.walk(root):
+            for candidate in (Path(parent), Path(parent) / "dist"):
+                tag = deps_tag(candidate)
+                if tag in tags:
+                    found.add(tag)
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
+    return found

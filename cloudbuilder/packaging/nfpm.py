@@ -26,15 +26,16 @@ from .. import runner
 from ..errors import PrerequisiteError
 from ..escape import NFPM_DOLLAR_VAR, nfpm_field
 from ..reproducible import rfc3339
-from .backends import Invocation, Layout
-from .spec import Format, PackageSpec
+from .formats import Format, compressions, format_of
+from .formats.rpm import BUILDHOST
+from .packager import Invocation, Layout
+from .spec import PackageSpec
 
-_COMPRESSION: dict[Format, dict[str, str]] = {
-    "deb": {"zstd": "zstd", "xz": "xz", "gzip": "gzip", "none": "none"},
-    "rpm": {"zstd": "zstd", "xz": "xz", "gzip": "gzip"},
-}
-# The BUILDHOST of the rpm header: fixed, so that rebuilds elsewhere are identical.
-BUILDHOST = "reproducible"
+
+def _compressions(fmt: Format) -> dict[str, str]:
+    """What nfpm calls each compression of ``fmt`` it can write (formats/<fmt>.py's compressors)."""
+    return compressions(fmt, "nfpm")
+
 SCRIPT_KEYS = {"pre": "preinstall", "post": "postinstall", "preun": "preremove", "postun": "postremove"}
 
 
@@ -113,8 +114,8 @@ class NfpmBackend:
         return None if runner.which(self.program) else "`nfpm` is not on PATH"
 
     def unsupported(self, fmt: Format, compression: str) -> str | None:
-        if compression not in _COMPRESSION[fmt]:
-            return f"nfpm cannot write a {compression}-compressed .{fmt} (it knows {', '.join(_COMPRESSION[fmt])})"
+        if compression not in _compressions(fmt):
+            return f"nfpm cannot write a {compression}-compressed .{fmt} (it knows {', '.join(_compressions(fmt))})"
         return None
 
     def config(self, spec: PackageSpec, fmt: Format, layout: Layout) -> dict[str, Any]:
@@ -146,8 +147,7 @@ class NfpmBackend:
             "priority": "optional",
             "maintainer": nfpm_field(spec.maintainer),
             # The first line is the synopsis; "." separates paragraphs in a deb, a blank line in an rpm.
-            "description": nfpm_field(f"{spec.summary}\n" + (spec.description if fmt == "deb"
-                                                              else spec.description.replace("\n.\n", "\n\n"))),
+            "description": nfpm_field(format_of(fmt).description(spec.summary, spec.description)),
             "vendor": nfpm_field(spec.vendor),
             "homepage": nfpm_field(spec.homepage),
             "license": spec.license,
@@ -159,7 +159,7 @@ class NfpmBackend:
             "scripts": {SCRIPT_KEYS[k]: str(layout.scripts[k]) for k in SCRIPT_KEYS},
         }
         if fmt == "deb":
-            conf["deb"] = {"compression": _COMPRESSION["deb"][spec.compression["deb"]]}
+            conf["deb"] = {"compression": _compressions("deb")[spec.compression["deb"]]}
         else:
             conf["changelog"] = str(layout.work / "changelog.yaml")
             conf["rpm"] = {
@@ -167,7 +167,7 @@ class NfpmBackend:
                 "group": spec.rpm_group,
                 "packager": nfpm_field(spec.maintainer),
                 "buildhost": BUILDHOST,
-                "compression": _COMPRESSION["rpm"][spec.compression["rpm"]],
+                "compression": _compressions("rpm")[spec.compression["rpm"]],
             }
         return conf
 

@@ -9,28 +9,30 @@ their own input; ``build.py`` runs them.
 Files the package build generates itself (maintainer scripts, copyright,
 changelog, man page, lint overrides) are ``Generated`` sources carrying their
 bytes; everything else is a ``Path`` into ``dist/native``.
+
+The spec is the same for both formats; what differs by format (file and
+architecture names, owners, script names, the files only one format ships)
+comes from ``formats/deb.py`` and ``formats/rpm.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .. import __version__
 from ..assemble import BINARY_PATH
 from ..config import BuildConfig, parse_license
 from ..errors import BuildError, ConfigError
-from ..reproducible import GZIP_OS_UNIX, gzip_bytes, rfc2822, sha256_bytes
+from ..reproducible import GZIP_OS_UNIX, gzip_bytes, iso_date, rfc2822, sha256_bytes, utc_year
 from ..resources import source_root
-
-Format = Literal["deb", "rpm"]
-FORMATS: tuple[Format, ...] = ("deb", "rpm")
-Compression = Literal["zstd", "xz", "gzip", "none"]
+from .formats import FORMATS, Arch, Compression, Format, format_of
+from .formats import deb as deb_format
+from .formats import rpm as rpm_format
 
 # What the package needs from dist/native (paths inside the tree).
 NATIVE_VALIDATOR = "helpers/validate-env.sh"
@@ -44,15 +46,12 @@ ENV_FILE_NAME = "orangescrum.env"
 # (so not under /usr/share/doc, which path-exclude and --excludedocs may drop).
 ENV_TEMPLATE_DIR = "/usr/share/{name}"
 
-DEB_SECTION = "web"
-RPM_GROUP = "Applications/Internet"
+DEB_SECTION = deb_format.SECTION
+RPM_GROUP = rpm_format.GROUP
 SUMMARY = "Project and task management web application in one static binary"
 
 # Script names per format, in the order pre, post, preun, postun.
-SCRIPT_NAMES: dict[Format, tuple[str, str, str, str]] = {
-    "deb": ("preinst", "postinst", "prerm", "postrm"),
-    "rpm": ("pre", "post", "preun", "postun"),
-}
+SCRIPT_NAMES: dict[Format, tuple[str, str, str, str]] = {fmt: format_of(fmt).script_names for fmt in FORMATS}
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class PackageSpec:
     name: str
     version: str
     release: str
-    arch: Literal["amd64", "arm64"]
+    arch: Arch
     maintainer: str
     vendor: str
     homepage: str
@@ -142,9 +141,7 @@ class PackageSpec:
     changelog: ChangelogEntry
 
     def arch_for(self, fmt: Format) -> str:
-        if fmt == "deb":
-            return self.arch
-        return {"amd64": "x86_64", "arm64": "aarch64"}[self.arch]
+        return format_of(fmt).arch(self.arch)
 
     @property
     def full_version(self) -> str:
@@ -152,12 +149,10 @@ class PackageSpec:
 
     def filename(self, fmt: Format) -> str:
         """The conventional file name: name_version-release_arch.deb, name-version-release.arch.rpm."""
-        if fmt == "deb":
-            return f"{self.name}_{self.full_version}_{self.arch_for('deb')}.deb"
-        return f"{self.name}-{self.full_version}.{self.arch_for('rpm')}.rpm"
+        return format_of(fmt).filename(self.name, self.full_version, self.arch)
 
     def files_for(self, fmt: Format) -> tuple[FileEntry, ...]:
-        """The files of ``fmt``, with the owners that format carries (``DEB_OWNER``)."""
+        """The files of ``fmt``, with the owners that format carries (``PackageFormat.owner``)."""
         return tuple(_owned_for(f, fmt) for f in self.files if fmt in f.formats)
 
     def dirs_for(self, fmt: Format) -> tuple[DirEntry, ...]:
@@ -187,17 +182,15 @@ class PackageSpec:
         }
 
 
-# A .deb carries every path as root:root, whatever the backend: fpm writes one owner
-# for all of them (--deb-user/--deb-group).  The owners that matter (the env file's
-# group, the state and cache directories) are set by the tmpfiles.d entry, which
-# postinst applies before anything starts, and which every boot re-applies.
-DEB_OWNER = ("root", "root")
+# Every path of a .deb is root's (formats/deb.py says why).
+DEB_OWNER = deb_format.OWNER
 _Entry = TypeVar("_Entry", FileEntry, DirEntry)
 
 
 def _owned_for(entry: _Entry, fmt: Format) -> _Entry:
-    if fmt == "deb" and (entry.owner, entry.group) != DEB_OWNER:
-        return dataclasses.replace(entry, owner=DEB_OWNER[0], group=DEB_OWNER[1])
+    owner, group = format_of(fmt).owner(entry.owner, entry.group)
+    if (owner, group) != (entry.owner, entry.group):
+        return dataclasses.replace(entry, owner=owner, group=group)
     return entry
 
 
@@ -310,8 +303,8 @@ def template_context(cfg: BuildConfig, license: AppLicense, native: Path) -> dic
         "stop_units": _stop_order(units),
         "sysusers_text": _sysusers_entries(native),
         "date_rfc2822": _rfc2822(cfg.source_date_epoch),
-        "date_man": time.strftime("%Y-%m-%d", time.gmtime(cfg.source_date_epoch)),
-        "year": time.strftime("%Y", time.gmtime(cfg.source_date_epoch)),
+        "date_man": iso_date(cfg.source_date_epoch),
+        "year": utc_year(cfg.source_date_epoch),
         "man_name": PurePosixPath(cfg.paths.binary).name,
         "doc_dir": f"/usr/share/doc/{cfg.package.name}",
         "compression": {"deb": cfg.package.deb_compression, "rpm": cfg.package.rpm_compression},
@@ -368,12 +361,11 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
                            src=Generated("copyright", render("common/copyright.j2", ctx, root).encode())))
     files.append(FileEntry(dst=f"/usr/share/man/man1/{ctx['man_name']}.1.gz", mode=0o644, doc=True,
                            src=Generated("manpage.1.gz", _gz(render("common/manpage.1.j2", ctx, root).encode()))))
-    files.append(FileEntry(dst=f"{doc}/changelog.Debian.gz", mode=0o644, formats=("deb",),
-                           src=Generated("changelog.Debian.gz", _gz(render("deb/changelog.j2", ctx, root).encode()))))
-    files.append(FileEntry(dst=f"/usr/share/lintian/overrides/{name}", mode=0o644, formats=("deb",),
-                           src=Generated("lintian-overrides", render("deb/lintian-overrides.j2", ctx, root).encode())))
-    files.append(FileEntry(dst=f"{doc}/{name}.rpmlintrc", mode=0o644, doc=True, formats=("rpm",),
-                           src=Generated("rpmlintrc", render("rpm/rpmlintrc.j2", ctx, root).encode())))
+    for fmt in FORMATS:  # the changelog.Debian.gz and lintian overrides of the .deb, the .rpm's rpmlintrc
+        for own in format_of(fmt).files(name, doc):
+            data = render(own.template, ctx, root).encode()
+            files.append(FileEntry(dst=own.dst, mode=0o644, doc=own.doc, formats=(fmt,),
+                                   src=Generated(own.name, _gz(data) if own.gzip else data)))
 
     dirs = [DirEntry(dst=cfg.paths.config_dir, mode=0o755),
             DirEntry(dst=cfg.paths.libexec_dir, mode=0o755),

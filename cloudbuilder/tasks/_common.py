@@ -50,7 +50,7 @@ def load_config(c: Context, base_layer: Layer | None = None, *, replay: bool = F
 
     ``base_layer`` sits just above the defaults (``invoke demo`` uses it). With
     ``replay`` (the tasks after a build: dist.*, package.*, docker.image, deploy,
-    release), what the last build was told on its command line (dist/manifest.json)
+    release), what the last build was told on its command line or in its env file (dist/manifest.json)
     sits just above the defaults too: invoke.yaml, the env file, the environment
     and flags still win, and a setting changed there rebuilds what depends on it.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 from pathlib import Path
@@ -144,3 +145,24 @@ def test_check_show_config_names_each_source(run_invoke, app):
     assert lines["version"].endswith("4.2.0  (flag --version)")
     assert lines["service.limit_nofile"].endswith("65536  (default)")
     assert "pdo_pgsql" in lines["builder.php_extensions"] and "(" in lines["builder.php_extensions"]
+
+
+def test_the_env_files_settings_are_replayed_by_later_tasks(run_invoke, tmp_path, fake_binary, app):
+    """`build --env-file F` with OSCB_* keys in F, then `dist.native` with no flags: the same settings
+    (from the manifest), so nothing is re-assembled; the path itself is not replayed (deploy names its own)."""
+    dist = tmp_path / "dist"
+    build_env = tmp_path / "build.env"
+    build_env.write_text("OSCB_SERVICE_TASKS_MAX=321\nOSCB_PACKAGE_RELEASE=7\n")
+    env = {"OSCB_DIST_DIR": str(dist)}
+    run_invoke("build", "--binary", str(fake_binary), "--app", str(app), "--skip-deploy", "--env-file", str(build_env),
+               env=env, check=True)
+    assert "TasksMax=321" in (dist / "native/systemd/orangescrum-queue.service").read_text()
+    given = json.loads((dist / "manifest.json").read_text())["given"]
+    assert given["service.tasks_max"] == {"value": 321, "source": f"env file {build_env} OSCB_SERVICE_TASKS_MAX"}
+    assert "env_file" not in given
+    build_env.unlink()  # a later task does not read it again
+
+    done = run_invoke("dist.native", env=env, check=True)
+    assert "dist.native: skipped (up to date)" in done.stderr
+    assert "service.tasks_max=321" in done.stderr and "package.release=7" in done.stderr  # says what it replays
+    assert "TasksMax=321" in (dist / "native/systemd/orangescrum-queue.service").read_text()

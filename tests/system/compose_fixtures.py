@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from docker_support import built_ids, remove_new_untagged, scan_save  # noqa: F401 - re-exported
+from docker_support import built_ids, deps_tags, remove_deps_tags, remove_new_untagged, scan_save  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "com.docker.compose.project"
@@ -204,6 +204,7 @@ def stack_build(docker_client, tmp_path_factory, example_app):
         "SOURCE_DATE_EPOCH": "1700000000",
     }
     before = {i.id for i in docker_client.images.list(all=True)}
+    before_deps = deps_tags(docker_client)
     seconds: dict[str, float] = {}
     build = None
     try:
@@ -231,5 +232,6 @@ def stack_build(docker_client, tmp_path_factory, example_app):
                     docker_client.images.remove(f"{repository}:{tag}")
                 except Exception:  # noqa: BLE001 - not built
                     pass
+        remove_deps_tags(docker_client, [work / "dist"], before_deps)
         logs = sorted((work / "dist" / "logs").glob("*.log"))
         remove_new_untagged(docker_client, built_ids([p for p in logs if not p.name.startswith("base-")]), before)

@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from docker_support import removing_deps_tags
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +29,8 @@ def isolated(tmp_path, docker_client):
     env = {"OSCB_DIST_DIR": str(tmp_path / "dist"), "OSCB_DOCKER_HOST_PORT": str(free_port()),
            "OSCB_DOCKER_IMAGE_NAME": f"localhost/{name}", "OSCB_BUILDER_BASE_REPOSITORY": f"{name}-base",
            "COMPOSE_PROJECT_NAME": name}
-    yield env
+    with removing_deps_tags(docker_client, tmp_path / "dist"):
+        yield env
     tree = tmp_path / "dist" / "docker"
     if tree.is_dir():
         subprocess.run(["docker", "compose", "down", "-t", "10", "--remove-orphans"], cwd=tree,

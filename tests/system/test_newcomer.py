@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from docker_support import removing_deps_tags
+
 from cloudbuilder.standin import DEFAULT_STANDIN_IMAGE
 
 
@@ -59,7 +61,8 @@ def isolated(tmp_path, docker_client):
     env = {"OSCB_DIST_DIR": str(tmp_path / "dist"), "OSCB_DOCKER_HOST_PORT": str(free_port()),
            "OSCB_DOCKER_IMAGE_NAME": f"localhost/{name}", "OSCB_BUILDER_BASE_REPOSITORY": f"{name}-base",
            "COMPOSE_PROJECT_NAME": name}
-    yield env
+    with removing_deps_tags(docker_client, tmp_path / "dist"):
+        yield env
     tree = tmp_path / "dist" / "docker"
     if tree.is_dir():
         subprocess.run(["docker", "compose", "down", "-t", "10", "--remove-orphans"], cwd=tree,
@@ -142,7 +145,8 @@ def scratch(tmp_path, root, docker_client):
     env.pop("OSCB_DIST_DIR", None)
     # the copy's own package, not the checkout's (an editable install would win over PYTHONPATH otherwise)
     env["PYTHONPATH"] = str(project)
-    yield project, env
+    with removing_deps_tags(docker_client, project / "dist"):
+        yield project, env
     remove_images(docker_client, name)
 
 

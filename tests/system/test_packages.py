@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from docker_support import deps_tags, remove_deps_tags
 from nspawn import BootedDebian, booted_rootfs_tarball, unavailable
 
 from cloudbuilder.config import BY_KEY, Layer, layers_from, resolve
@@ -99,6 +100,7 @@ def standin_binary(prerequisites, docker_client, tmp_path_factory):
     """`invoke build --skip-deploy` of the example app with the stand-in builder (cached images)."""
     dist = tmp_path_factory.mktemp("binary") / "dist"
     env = {**os.environ, "OSCB_BUILDER_IMAGE": STANDIN_IMAGE, "OSCB_DIST_DIR": str(dist)}
+    before_deps = deps_tags(docker_client)
     done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--app",
                            str(EXAMPLE_APP), "--skip-deploy"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=3600)
@@ -107,6 +109,7 @@ def standin_binary(prerequisites, docker_client, tmp_path_factory):
     assert binary.is_file()
     yield binary
     shutil.rmtree(dist, ignore_errors=True)  # ~400 MB of trees and binary
+    remove_deps_tags(docker_client, [dist], before_deps)
 
 
 @pytest.fixture(scope="module", params=["nfpm", "fpm"])

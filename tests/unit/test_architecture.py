@@ -6,6 +6,15 @@ inside a function.
 
 - ``docker`` (the SDK) is imported only by the engine adapter, ``cloudbuilder/engine.py``;
 - ``subprocess`` only by the runner, ``cloudbuilder/runner.py``;
+- packaging is organised by format: the format modules (``packaging/formats/``)
+  import nothing of ``cloudbuilder`` but each other's ``base``, ``reproducible`` and
+  ``errors``; a backend (``fpm``, ``nfpm``) imports of packaging only the plan
+  (``spec``, ``packager``) and the formats, never another backend or the
+  selector (``backends``) that imports them;
+- each stage is one module of ``cloudbuilder/stages/`` (its object: plan and run); a
+  stage imports ``stages.base`` and the work it runs, never another stage (they hand
+  off through the manifest) nor the orchestrator (``pipeline``), and no work module
+  imports a stage;
 - no import cycle.  Function-level (lazy) imports count for cycles too: a lazy
   import only hides a cycle from Python's import machinery, the two modules
   still depend on each other (both cycles issue 10 names are made of one
@@ -24,11 +33,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "cloudbuilder"
 
 # Each entry: the modules of one cycle (a strongly connected component of the graph).
-KNOWN_CYCLES: tuple[frozenset[str], ...] = (
-    # backends.select_backend lazily imports fpm and nfpm, which import backends' Invocation/Layout.
-    # Goes away with packaging organised by format (issue 10 item 4).
-    frozenset({"cloudbuilder.packaging.backends", "cloudbuilder.packaging.fpm", "cloudbuilder.packaging.nfpm"}),
-)
+KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
 
 # Outside systems and the one module allowed to import each.
 ADAPTERS = {
@@ -115,7 +120,8 @@ def test_the_graph_is_read():
     assert "cloudbuilder.engine" in graph and "cloudbuilder.packaging.build" in graph
     assert "cloudbuilder.runner" in graph["cloudbuilder.packaging.build"]  # `from .. import runner`
     assert "cloudbuilder.git" in graph["cloudbuilder.archive"]  # `from . import git`
-    assert "cloudbuilder.binary" in graph["cloudbuilder.pipeline"]  # a lazy import inside a function
+    assert "cloudbuilder.binary" in graph["cloudbuilder.stages.binary"]  # a lazy import inside a function
+    assert "cloudbuilder.engine" in graph["cloudbuilder.pipeline"]  # the same, in the orchestrator
 
 
 @pytest.mark.parametrize("library", sorted(ADAPTERS))
@@ -142,3 +148,68 @@ def test_a_known_cycle_still_exists(cycle):
 def test_cycles_are_found():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "os"}, "d": {"a"}, "e": {"e"}}
     assert _cycles(graph) == {frozenset({"a", "b", "c"})}
+
+
+FORMATS_PACKAGE = "cloudbuilder.packaging.formats"
+# What a format module may import from cloudbuilder: the formats' shared types and two leaves.
+FORMAT_DEPENDENCIES = {f"{FORMATS_PACKAGE}.base", "cloudbuilder.reproducible", "cloudbuilder.errors"}
+BACKENDS = ("cloudbuilder.packaging.fpm", "cloudbuilder.packaging.nfpm")
+# What a backend may import from cloudbuilder.packaging: the plan and the formats.
+BACKEND_PACKAGING_DEPENDENCIES = {"cloudbuilder.packaging.spec", "cloudbuilder.packaging.packager"}
+
+
+def _internal(deps: set[str], graph: dict[str, set[str]]) -> set[str]:
+    return {d for d in deps if d in graph}
+
+
+def test_format_modules_are_leaves():
+    graph = _graph()
+    formats = sorted(n for n in graph if n.startswith(FORMATS_PACKAGE + "."))
+    assert {f"{FORMATS_PACKAGE}.deb", f"{FORMATS_PACKAGE}.rpm", f"{FORMATS_PACKAGE}.base"} <= set(formats)
+    for name in formats:
+        extra = _internal(graph[name], graph) - FORMAT_DEPENDENCIES - {name}
+        assert not extra, f"{name} imports {sorted(extra)}: a format knows nothing of the spec, settings or backends"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_backend_imports_only_the_plan_and_the_formats(backend):
+    graph = _graph()
+    packaging = {d for d in _internal(graph[backend], graph) if d.startswith("cloudbuilder.packaging")}
+    extra = {d for d in packaging - BACKEND_PACKAGING_DEPENDENCIES if not d.startswith(FORMATS_PACKAGE)}
+    assert not extra, f"{backend} imports {sorted(extra)}; a backend imports only spec, packager and formats"
+    assert "cloudbuilder.packaging.spec" in packaging and any(d.startswith(FORMATS_PACKAGE) for d in packaging)
+
+
+
+STAGES = "cloudbuilder.stages"
+
+
+def _stage_modules(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(n for n in graph if n.startswith(STAGES + ".") and n != f"{STAGES}.base")
+
+
+def test_each_stage_is_one_module_and_imports_no_other_stage():
+    graph = _graph()
+    stages = _stage_modules(graph)
+    assert len(stages) >= 6, stages
+    for name in stages:
+        others = {d for d in _internal(graph[name], graph)
+                  if (d.startswith(STAGES + ".") and d not in (name, f"{STAGES}.base")) or d == "cloudbuilder.pipeline"}
+        assert not others, f"{name} imports {sorted(others)}: stages hand off through the manifest, not each other"
+
+
+def test_every_stage_of_the_pipeline_lives_in_its_own_stages_module():
+    from cloudbuilder import pipeline
+
+    homes = [t.__module__ for t in pipeline.STAGE_TYPES]
+    assert len(set(homes)) == len(homes) and all(h.startswith(STAGES + ".") for h in homes), homes
+    assert sorted(homes) == _stage_modules(_graph())
+
+
+def test_no_work_module_imports_a_stage_or_the_orchestrator():
+    graph = _graph()
+    upper = {n for n in graph if n.startswith(STAGES)} | {"cloudbuilder.pipeline"}
+    for name, deps in graph.items():
+        if name in upper or name.startswith("cloudbuilder.tasks"):
+            continue
+        assert not (deps & upper), f"{name} imports {sorted(deps & upper)}: only tasks run stages"
