@@ -37,6 +37,7 @@ CONTEXT_FILES: tuple[str, ...] = (
     BINARY_PATH["docker"],
     "entrypoint.sh",
     "helpers/validate-env.sh",
+    "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])
 

@@ -35,6 +35,14 @@ die() {
   exit 1
 }
 
+# Whether directory $1 takes a new entry: a real write, because busybox's
+# `test -w` (the image's shell) reads the mode bits only and misses a
+# read-only mount.
+writable() {
+  probe=$(mktemp -d "$1/.entrypoint-probe.XXXXXX" 2>/dev/null) || return 1
+  rmdir "$probe"
+}
+
 # Checks before the application starts; each failure says what to change.
 preflight() {
   # The report goes to stderr with the refusal, so `docker logs` keeps them in order.
@@ -42,7 +50,7 @@ preflight() {
     die "refusing to start: fix the settings above in your .env, then \`docker compose up -d\`"
   fi
   tmp=${TMPDIR:-/tmp}
-  if [ ! -d "$tmp" ] || [ ! -w "$tmp" ]; then
+  if [ ! -d "$tmp" ] || ! writable "$tmp"; then
     die "TMPDIR $tmp is not a writable directory: the binary extracts the application there; with a read-only root file system mount a tmpfs on it (compose: tmpfs; docker run: --tmpfs $tmp:exec,uid=$(id -u),gid=$(id -g))"
   fi
   if [ -n "${SSL_CERT_FILE:-}" ] && [ ! -r "$SSL_CERT_FILE" ]; then
