@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BINARY = "/opt/orangescrum/bin/orangescrum"
 GOAL_BYTES = 5 * 10**6
+# What the engine adds to every container (mount points), not the image's files.
+CONTAINER_FILES = frozenset({"/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 
 def files_of(client, image: str) -> list[tuple[int, str]]:
@@ -48,7 +50,8 @@ def files_of(client, image: str) -> list[tuple[int, str]]:
     rows = []
     for line in out.decode().splitlines():
         size, _, path = line.partition(" ")
-        rows.append((int(size), path))
+        if path not in CONTAINER_FILES:
+            rows.append((int(size), path))
     return sorted(rows, key=lambda r: (-r[0], r[1]))
 
 
