@@ -52,7 +52,8 @@ VALID_ENV = {
     "DB_PASSWORD": "Zq9-valid-Secret-value",
     "DB_NAME": "orangescrum",
 }
-TEST_LABEL = {"org.orangescrum.cloudbuilder.test": "test_docker_image"}
+# Per run: a concurrent run of this file (the engine is shared) removes only its own containers.
+TEST_LABEL = {"org.orangescrum.cloudbuilder.test": f"test_docker_image-{secrets.token_hex(4)}"}
 
 
 # --------------------------------------------------------------------------
@@ -75,17 +76,34 @@ def runtime_base(docker_client) -> str:
     return ensure_rootfs_image(docker_client, RUNTIME_ROOTFS_NAME, RUNTIME_PACKAGES)
 
 
+def test_config(tmp: Path, binary: Path, repo: str, runtime_base: str):
+    """The settings of a test image: its app dir, dist dir, binary, base and repository."""
+    return resolve([Layer("test", {
+        "app": str(tmp), "dist_dir": str(tmp / "dist"), "version": "4.0.0", "source_date_epoch": str(EPOCH),
+        "docker.runtime_image": runtime_base, "docker.image_name": repo, "binary": str(binary)})],
+        cwd=tmp, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+
+
+test_config.__test__ = False  # a helper, not a test
+
+
+def remove_built(client, tags, dist_dir: Path, before: set[str]) -> None:
+    """The test's image tags and the stage images its builds left untagged."""
+    for ref in tags:
+        try:
+            client.images.remove(ref)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    remove_new_untagged(client, built_ids(sorted((dist_dir / "logs").glob("runtime-image-*.log"))), before)
+
+
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory, runtime_base):
     tmp = tmp_path_factory.mktemp("docker-image")
     binary = tmp / "frankenphp"
     binary.write_text(FAKE_BINARY)
     binary.chmod(0o755)
-    repo = f"localhost/oscb-test-{secrets.token_hex(4)}/orangescrum"
-    config = resolve([Layer("test", {
-        "app": str(tmp), "dist_dir": str(tmp / "dist"), "version": "4.0.0", "source_date_epoch": str(EPOCH),
-        "docker.runtime_image": runtime_base, "docker.image_name": repo, "binary": str(binary)})],
-        cwd=tmp, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+    config = test_config(tmp, binary, f"localhost/oscb-test-{secrets.token_hex(4)}/orangescrum", runtime_base)
     tree = assemble_tree(config, "docker", binary).path
     # What an operator leaves in the directory must never reach an image.
     (tree / ".env").write_text(f"DB_PASSWORD={CANARY}\n")
@@ -107,13 +125,7 @@ def image(docker_client, cfg):
         for container in docker_client.containers.list(all=True, filters={"label": "org.orangescrum.cloudbuilder.test"}):
             if container.labels.get("org.orangescrum.cloudbuilder.test") == TEST_LABEL["org.orangescrum.cloudbuilder.test"]:
                 container.remove(force=True)
-        for ref in first.tags:
-            try:
-                docker_client.images.remove(ref)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        remove_new_untagged(docker_client, built_ids(sorted((cfg.dist_dir / "logs").glob("runtime-image-*.log"))),
-                            before)
+        remove_built(docker_client, first.tags, cfg.dist_dir, before)
 
 
 def run(client, ref: str, *command: str, env: dict | None = None, read_only=True, tmpfs=True, user=None,
@@ -482,11 +494,7 @@ def glibc_image(docker_client, tmp_path_factory, runtime_base):
     finally:
         container.remove(force=True)
     binary.chmod(0o755)
-    repo = f"localhost/oscb-test-{secrets.token_hex(4)}/orangescrum-glibc"
-    config = resolve([Layer("test", {
-        "app": str(tmp), "dist_dir": str(tmp / "dist"), "version": "4.0.0", "source_date_epoch": str(EPOCH),
-        "docker.runtime_image": runtime_base, "docker.image_name": repo, "binary": str(binary)})],
-        cwd=tmp, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+    config = test_config(tmp, binary, f"localhost/oscb-test-{secrets.token_hex(4)}/orangescrum-glibc", runtime_base)
     assemble_tree(config, "docker", binary)
     before = {i.id for i in docker_client.images.list(all=True)}
     with DockerEngine() as engine:
@@ -494,13 +502,7 @@ def glibc_image(docker_client, tmp_path_factory, runtime_base):
     try:
         yield {"ref": built.tags[0], "binary": binary, "log": built.log}
     finally:
-        for ref in built.tags:
-            try:
-                docker_client.images.remove(ref)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        remove_new_untagged(docker_client, built_ids(sorted((config.dist_dir / "logs").glob("runtime-image-*.log"))),
-                            before)
+        remove_built(docker_client, built.tags, config.dist_dir, before)
 
 
 def test_a_glibc_binary_gets_the_loader_and_the_libraries_it_links(docker_client, glibc_image):
@@ -516,3 +518,26 @@ def test_a_glibc_binary_gets_the_loader_and_the_libraries_it_links(docker_client
     size = docker_client.images.get(glibc_image["ref"]).attrs["Size"]
     lib_bytes = sum(files[p].size for p in libs)
     assert size - glibc_image["binary"].stat().st_size - lib_bytes <= MAX_OVERHEAD
+
+
+def test_a_build_without_cache_makes_the_same_layers(docker_client, image, cfg):
+    """Same inputs, same file system: every layer's digest (diff id) is the same when the engine
+    builds it again from nothing (the image id is not: the classic builder dates its history)."""
+    from cloudbuilder.engine import BuildLog
+
+    ws_sha = hashlib.sha256((cfg.dist_dir / "docker" / "orangescrum-app" / "osv4-prod").read_bytes()).hexdigest()
+    plan = plan_runtime_image(cfg, "test", ws_sha)
+    tag = f"{cfg.docker.image_name}:nocache"
+    log = BuildLog(cfg.dist_dir / "logs" / "runtime-image-nocache.log", "image")
+    try:
+        with DockerEngine() as engine:
+            engine.build(context=build_context(cfg.dist_dir / "docker"), dockerfile="Dockerfile", tag=tag,
+                         buildargs={**plan.buildargs, "REVISION": docker_client.images.get(image["ref"]).labels[
+                             "org.opencontainers.image.revision"]}, labels={}, log=log, nocache=True)
+        again = docker_client.images.get(tag).attrs["RootFS"]["Layers"]
+        assert again == docker_client.images.get(image["ref"]).attrs["RootFS"]["Layers"]
+    finally:
+        try:
+            docker_client.images.remove(tag)
+        except Exception:  # noqa: BLE001 - the build failed before tagging
+            pass

@@ -37,6 +37,14 @@ def image_commands() -> set[str]:
     return set(m.group(1).split()) | {"busybox", "printenv"}
 
 
+def _after_closing(text: str, i: int, pair: str, level: int) -> int:
+    """The index after the ``level``-th unmatched closing ``pair[1]`` from ``i``."""
+    while level:
+        level += {pair[0]: 1, pair[1]: -1}.get(text[i], 0)
+        i += 1
+    return i
+
+
 def _code(text: str, i: int = 0, nested: bool = False) -> tuple[str, int]:
     """The text with the data taken out: quoted strings (but not the $(...) in double quotes),
     ${...} expansions, comments and heredoc bodies. Returns (code, index after it)."""
@@ -49,10 +57,7 @@ def _code(text: str, i: int = 0, nested: bool = False) -> tuple[str, int]:
             out.append(" " if text[i + 1] == "\n" else text[i:i + 2])  # a continued line goes on
             i += 2
         elif text.startswith("$((", i):  # arithmetic: no commands
-            level, i = 2, i + 3
-            while level:
-                level += {"(": 1, ")": -1}.get(text[i], 0)
-                i += 1
+            i = _after_closing(text, i + 3, "()", 2)
             out.append("0")
         elif c == "'":
             i = text.index("'", i + 1) + 1
@@ -70,10 +75,7 @@ def _code(text: str, i: int = 0, nested: bool = False) -> tuple[str, int]:
                     i += 1
             i += 1
         elif two == "${":
-            level, i = 1, i + 2
-            while level:
-                level += {"{": 1, "}": -1}.get(text[i], 0)
-                i += 1
+            i = _after_closing(text, i + 2, "{}", 1)
             out.append("x")
         elif two == "$(":
             inner, i = _code(text, i + 2, nested=True)
