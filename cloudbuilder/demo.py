@@ -24,7 +24,8 @@ from .workspace import Workspace
 
 DEMO_APP = "examples/orangescrum-demo"
 RUNTIME_ROOTFS_NAME = "runtime"
-# The source of the runtime image's userland (docker/Dockerfile: busybox-static, the CA bundle).
+# The source of the runtime image's userland (docker/Dockerfile: busybox-static, the CA bundle;
+# tzdata is in every Debian minbase).
 RUNTIME_PACKAGES = ("busybox-static", "ca-certificates")
 
 

@@ -137,7 +137,7 @@ def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
         base = engine.ensure_image(
             plan.base_image,
             "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored Debian/Ubuntu image "
-            "(the source of the image's busybox-static, CA bundle and, for a glibc binary, C library)",
+            "(the source of the image's busybox-static, CA bundle, tzdata and, for a glibc binary, C library)",
         )
         digest = inputs_digest(plan, context, base.id)
         current = engine.image(plan.refs[0])

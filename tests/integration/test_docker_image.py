@@ -30,7 +30,7 @@ from cloudbuilder.assemble import assemble_tree
 from cloudbuilder.config import AppFacts, Layer, resolve
 from cloudbuilder.dockerimage import LABEL_INPUTS, build_context, build_runtime_image, plan_runtime_image, rfc3339
 from cloudbuilder.engine import DockerEngine
-from docker_support import built_ids, image_files, remove_new_untagged, scan_save
+from docker_support import built_ids, image_files, image_ids, remove_new_untagged, scan_save
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def cfg(tmp_path_factory, runtime_base):
 @pytest.fixture(scope="module")
 def image(docker_client, cfg):
     """The image built by `build_runtime_image` (the code behind `invoke docker.image`)."""
-    before = {i.id for i in docker_client.images.list(all=True)}
+    before = image_ids(docker_client)
     with DockerEngine() as engine:
         first = build_runtime_image(cfg, engine)
         second = build_runtime_image(cfg, engine)
@@ -312,18 +312,34 @@ APPLETS = frozenset(
 ALLOWED_DIRS = frozenset({
     "bin", "etc", "etc/ssl", "etc/ssl/certs", "opt", "opt/orangescrum", "opt/orangescrum/bin",
     "opt/orangescrum/helpers", "tmp", "usr", "usr/share", "usr/share/doc", "usr/share/doc/busybox-static",
-    "usr/share/doc/ca-certificates", "var", "var/lib", "var/lib/orangescrum", "var/cache", "var/cache/orangescrum",
+    "usr/share/doc/ca-certificates", "usr/share/doc/tzdata", "var", "var/lib", "var/lib/orangescrum", "var/cache",
+    "var/cache/orangescrum",
 })
+ZONEINFO = "usr/share/zoneinfo"  # tzdata's time zones, whatever they are: below it, only them
 ALLOWED_FILES = frozenset({
     "bin/busybox", "bin/printenv", "etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt",
     "opt/orangescrum/bin/orangescrum", "opt/orangescrum/entrypoint.sh", "opt/orangescrum/helpers/validate-env.sh",
     "usr/share/doc/busybox-static/copyright", "usr/share/doc/ca-certificates/copyright",
+    "usr/share/doc/tzdata/copyright",
 })
 MAX_OVERHEAD = 5 * 10**6  # bytes over the binary (issue 13: 5 MB or less)
 
 
 def test_image_holds_only_the_allowed_files(docker_client, image):
     files = image_files(docker_client, image["ref"])
+    zones = {p: m for p, m in files.items() if p == ZONEINFO or p.startswith(ZONEINFO + "/")}
+    files = {p: m for p, m in files.items() if p not in zones}
+    # the time zones: regular files and links that resolve among them, no leap-second copies
+    zone_files = {p for p, m in zones.items() if m.isfile()}
+    assert {f"{ZONEINFO}/UTC", f"{ZONEINFO}/Europe/Berlin", f"{ZONEINFO}/America/New_York"} <= {
+        p for p in zones if zones[p].isfile() or zones[p].issym()}
+    assert len(zone_files) > 300 and not any(p.startswith((f"{ZONEINFO}/right", f"{ZONEINFO}/posix/"))
+                                             for p in zones)
+    assert all(m.isdir() or m.isfile() or m.issym() for m in zones.values())
+    for path, m in zones.items():
+        if m.issym():
+            target = os.path.normpath(os.path.join(os.path.dirname(path), m.linkname))
+            assert not m.linkname.startswith("/") and target in zones, (path, m.linkname)
     dirs = {p for p, m in files.items() if m.isdir()}
     regular = {p for p, m in files.items() if m.isfile()}
     links = {p: m.linkname for p, m in files.items() if m.issym()}
@@ -360,6 +376,14 @@ def test_passwd_and_group_name_the_app_user(docker_client, image):
     assert lines[2:] == ["root:x:0:0:root:/root:/usr/sbin/nologin",
                          "orangescrum:x:1000:1000:OrangeScrum:/var/lib/orangescrum:/usr/sbin/nologin",
                          "root:x:0:", "orangescrum:x:1000:"]
+
+
+def test_time_zone_files_are_whole_tzif_files(docker_client, image):
+    """The zone files are whole TZif files (the stand-in's Debian PHP reads them; so does Go)."""
+    code, out = run(docker_client, image["ref"], "-c",
+                    "od -An -c -N4 /usr/share/zoneinfo/Europe/Berlin; od -An -c -N4 /usr/share/zoneinfo/UTC",
+                    entrypoint=["/bin/sh"])
+    assert code == 0 and out.split() == ["T", "Z", "i", "f"] * 2, out
 
 
 def test_printenv_behaves_like_coreutils(docker_client, image):
@@ -496,7 +520,7 @@ def glibc_image(docker_client, tmp_path_factory, runtime_base):
     binary.chmod(0o755)
     config = test_config(tmp, binary, f"localhost/oscb-test-{secrets.token_hex(4)}/orangescrum-glibc", runtime_base)
     assemble_tree(config, "docker", binary)
-    before = {i.id for i in docker_client.images.list(all=True)}
+    before = image_ids(docker_client)
     with DockerEngine() as engine:
         built = build_runtime_image(config, engine)
     try:
@@ -509,7 +533,7 @@ def test_a_glibc_binary_gets_the_loader_and_the_libraries_it_links(docker_client
     if platform.machine() != "x86_64":
         pytest.skip("the expected paths are x86_64's")
     files = image_files(docker_client, glibc_image["ref"])
-    libs = {p for p, m in files.items() if m.isfile() and p not in ALLOWED_FILES}
+    libs = {p for p, m in files.items() if m.isfile() and p not in ALLOWED_FILES and not p.startswith(ZONEINFO)}
     assert libs == {"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6"}, libs
     assert "rootfs: the binary links /lib/x86_64-linux-gnu/libc.so.6" in glibc_image["log"].read_text()
     code, out = run(docker_client, glibc_image["ref"], env=VALID_ENV)
