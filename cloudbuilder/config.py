@@ -148,8 +148,11 @@ SETTINGS: tuple[Setting, ...] = (
             help="Compress the binary with UPX (slower start-up, smaller file)."),
     # -- the Docker deployment ----------------------------------------------
     Setting(key="docker.runtime_image", default="debian:bookworm-20251229-slim", kind="image",
-            help="Base image of the runtime container (pinned: a dated Debian snapshot). It must have "
-                 "ca-certificates, or reach an apt mirror at build time to install them."),
+            help="Debian or Ubuntu image the runtime image's few files are taken from at build time "
+                 "(pinned: a dated Debian snapshot): busybox-static, the CA bundle, tzdata and, for a glibc "
+                 "binary, the C library it links; the runtime image itself is FROM scratch. It must have "
+                 "busybox-static, ca-certificates and tzdata, or reach an apt mirror at build time to install "
+                 "them."),
     Setting(key="docker.image_name", default="orangescrum/orangescrum", kind="image_repo",
             help="Repository the runtime image is tagged as (with the version and latest); no tag."),
     Setting(key="docker.uid", default=1000, kind="int", help="UID of the non-root user in the image."),

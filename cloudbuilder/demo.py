@@ -24,7 +24,9 @@ from .workspace import Workspace
 
 DEMO_APP = "examples/orangescrum-demo"
 RUNTIME_ROOTFS_NAME = "runtime"
-RUNTIME_PACKAGES = ("ca-certificates",)
+# The source of the runtime image's userland (docker/Dockerfile: busybox-static, the CA bundle;
+# tzdata is in every Debian minbase).
+RUNTIME_PACKAGES = ("busybox-static", "ca-certificates")
 
 
 def example_app_path() -> Path:

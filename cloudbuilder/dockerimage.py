@@ -37,6 +37,7 @@ CONTEXT_FILES: tuple[str, ...] = (
     BINARY_PATH["docker"],
     "entrypoint.sh",
     "helpers/validate-env.sh",
+    "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])
 
@@ -83,6 +84,7 @@ def plan_runtime_image(cfg: BuildConfig, revision: str, binary_sha256: str = "")
             "VERSION": cfg.version,
             "REVISION": revision,
             "CREATED": rfc3339(cfg.source_date_epoch),
+            "SOURCE_DATE_EPOCH": str(cfg.source_date_epoch),
             "BINARY_SHA256": binary_sha256,
         },
         labels={LABEL_ROLE: "runtime"},
@@ -134,7 +136,8 @@ def build_runtime_image(cfg: BuildConfig, engine: DockerEngine | None = None, *,
     with borrowed_engine(engine) as engine:
         base = engine.ensure_image(
             plan.base_image,
-            "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored Debian/Ubuntu image",
+            "set docker.runtime_image (OSCB_DOCKER_RUNTIME_IMAGE) to a local or mirrored Debian/Ubuntu image "
+            "(the source of the image's busybox-static, CA bundle, tzdata and, for a glibc binary, C library)",
         )
         digest = inputs_digest(plan, context, base.id)
         current = engine.image(plan.refs[0])

@@ -65,6 +65,14 @@ load_secret_files() {
   unset secret_key secret_path secret_value
 }
 
+# Whether directory $1 takes a new entry: a real write, because busybox's
+# `test -w` (the image's shell) reads the mode bits only and misses a
+# read-only mount.
+writable() {
+  probe=$(mktemp -d "$1/.entrypoint-probe.XXXXXX" 2>/dev/null) || return 1
+  rmdir "$probe"
+}
+
 # Checks before the application starts; each failure says what to change.
 preflight() {
   # The report goes to stderr with the refusal, so `docker logs` keeps them in order.
@@ -73,7 +81,7 @@ preflight() {
   fi
   load_secret_files
   tmp=${TMPDIR:-/tmp}
-  if [ ! -d "$tmp" ] || [ ! -w "$tmp" ]; then
+  if [ ! -d "$tmp" ] || ! writable "$tmp"; then
     die "TMPDIR $tmp is not a writable directory: the binary extracts the application there; with a read-only root file system mount a tmpfs on it (compose: tmpfs; docker run: --tmpfs $tmp:exec,uid=$(id -u),gid=$(id -g))"
   fi
   if [ -n "${SSL_CERT_FILE:-}" ] && [ ! -r "$SSL_CERT_FILE" ]; then

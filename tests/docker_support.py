@@ -106,3 +106,37 @@ def session_deps_tags(roots, tags: set[str]) -> set[str]:
                     found.add(tag)
             dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
     return found
+
+
+def image_files(client, ref: str) -> dict[str, "tarfile.TarInfo"]:
+    """Every path of the image's file system (its layers applied in order, whiteouts honoured),
+    from `docker save`: what the image itself holds, not what a container adds (/dev, /etc/hosts)."""
+    import io
+    import json
+    import tarfile
+
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(client.images.get(ref).save(named=False)))) as saved:
+        for member in saved.getmembers():
+            if member.isfile():
+                blobs[member.name] = saved.extractfile(member).read()
+    files: dict[str, tarfile.TarInfo] = {}
+    for layer in json.loads(blobs["manifest.json"])[0]["Layers"]:
+        with tarfile.open(fileobj=io.BytesIO(blobs[layer])) as tar:
+            for member in tar.getmembers():
+                path = member.name.removeprefix("./").rstrip("/")
+                head, _, name = path.rpartition("/")
+                if name == ".wh..wh..opq":
+                    files = {p: m for p, m in files.items() if not p.startswith(f"{head}/")}
+                elif name.startswith(".wh."):
+                    gone = f"{head}/{name[4:]}".lstrip("/")
+                    files = {p: m for p, m in files.items() if p != gone and not p.startswith(f"{gone}/")}
+                elif path:
+                    files[path] = member
+    return files
+
+
+def image_ids(client) -> set[str]:
+    """The ids of every local image, in one call. Not `images.list()`: that inspects each image
+    after listing them, and fails when another user of the shared engine removes one meanwhile."""
+    return set(client.api.images(all=True, quiet=True))

@@ -1,0 +1,1 @@
+/tmp/image-bbbin/sh
