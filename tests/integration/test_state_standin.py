@@ -64,7 +64,9 @@ def _app(path: Path, version: str) -> Path:
     (path / "webroot" / "files" / "shipped.txt").write_text(f"shipped with {version}\n")
     (path / "webroot" / "index.php").write_text("<?php echo 'ok';\n")
     (path / "config").mkdir()
-    (path / "config" / "app.php").write_text(f"<?php return ['version' => '{version}'];\n")
+    # dirname(__DIR__): the app root, as CakePHP's config/paths.php computes ROOT.
+    (path / "config" / "app.php").write_text(
+        "<?php return ['version' => trim((string)@file_get_contents(dirname(__DIR__) . '/VERSION')) ?: 'no root'];\n")
     # A symlink in the app: the real binary's extraction drops it, so does the stand-in's.
     os.symlink("app.php", path / "config" / "link.php")
     return path
