@@ -42,3 +42,10 @@ def remove_new_untagged(client, ids: list[str], before: set[str]) -> None:
             client.images.remove(image.id, noprune=False)
         except docker.errors.APIError:
             pass  # a parent of another image: removed with it
+
+
+def image_ids(client) -> set[str]:
+    """Every image id in the engine, without inspecting each one: on an engine other
+    runs share, an image listed and then removed by another run must not fail this one
+    (the SDK's ``images.list`` inspects every image it lists)."""
+    return set(client.api.images(all=True, quiet=True))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from docker_support import built_ids, remove_new_untagged, scan_save  # noqa: F401 - re-exported
+from docker_support import built_ids, image_ids, remove_new_untagged, scan_save  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "com.docker.compose.project"
@@ -203,7 +203,7 @@ def stack_build(docker_client, tmp_path_factory, example_app):
         "OSCB_DOCKER_HOST_PORT": str(port),
         "SOURCE_DATE_EPOCH": "1700000000",
     }
-    before = {i.id for i in docker_client.images.list(all=True)}
+    before = image_ids(docker_client)
     seconds: dict[str, float] = {}
     build = None
     try:

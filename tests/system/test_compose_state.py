@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import time
 
@@ -56,7 +57,8 @@ def observe(stack, port: int, cookie: str) -> dict:
     upload = request(port, "GET", "/uploads/kept.txt")  # the app reads webroot/files/kept.txt
     session = json.loads(request(port, "GET", "/session", headers={"Cookie": cookie})[2])
     install = json.loads(request(port, "GET", "/install")[2])
-    version = json.loads(request(port, "GET", "/version")[2])["app"]
+    page = request(port, "GET", "/")[2].decode()
+    version = re.search(r'<span id="version">([^<]*)</span>', page).group(1)  # /version needs the database
     logs = compose("exec", "-T", "app", "sh", "-c", f"cat {STATE}/logs/*.log").stdout
     # The queue worker's own view of the app: its extraction directory's links.
     queue = compose("exec", "-T", "queue", "sh", "-c",
