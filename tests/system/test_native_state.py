@@ -91,11 +91,16 @@ def curl(machine: BootedDebian, args: str) -> str:
 def serving(machine: BootedDebian, version: str) -> None:
     # The home page names the version (/version also asks the database, which this test has none of).
     wait_for(machine, f"curl -fsS {GUEST_URL}/ | grep -q '<span id=\"version\">{version}</span>'", timeout=90)
-    wait_for(machine, "journalctl -u orangescrum-queue --no-pager -o cat | grep -q 'queue worker: started'")
+    # The worker of this start (its invocation), not a line an earlier one logged.
+    wait_for(machine, "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID "
+                      "--value orangescrum-queue.service) | grep -q 'queue worker: started'", timeout=90)
 
 
 def observed(machine: BootedDebian, cookie: str) -> dict:
-    queue_app = machine.ok(f"ls -d {CACHE}/queue-worker/frankenphp_*").split()
+    listing = machine.run(f"ls -d {CACHE}/queue-worker/frankenphp_*")
+    assert listing.returncode == 0, machine.run(f"ls -la {CACHE} {CACHE}/*; journalctl -u 'orangescrum*' "
+                                                "--no-pager -n 60 -o cat").stdout
+    queue_app = listing.stdout.split()
     return {
         "upload": curl(machine, f"{GUEST_URL}/uploads/kept.txt"),
         "user": json.loads(curl(machine, f"-H 'Cookie: {cookie}' {GUEST_URL}/session"))["user"],
