@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import secrets
 import subprocess
 import time
 
@@ -73,7 +74,7 @@ def observe(stack, port: int, cookie: str) -> dict:
 def stack(stack_build, docker_client):
     tree = stack_build.tree
     (tree / ".env").write_text(stack_build.valid_env + "SESSION_HANDLER=php\nSESSION_COOKIE_SECURE=false\n")
-    compose = Compose(docker_client, tree)
+    compose = Compose(docker_client, tree, project=f"oscb-test-state-{secrets.token_hex(4)}")
     new_tags = []
     try:
         compose("up", "-d")
