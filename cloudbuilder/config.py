@@ -68,6 +68,25 @@ ORANGESCRUM_EXTENSIONS = (
 )
 
 
+# What OrangeScrum writes at run time (uploads, caches and sessions, logs, and
+# what its installer writes): the default of app.state_paths.  A trailing '/'
+# marks a directory; the others are files.
+ORANGESCRUM_STATE_PATHS = (
+    "webroot/files/",
+    "webroot/temp/",
+    "webroot/timesheetpdf/",
+    "webroot/csv/",
+    "webroot/invoice-logo/",
+    "webroot/pdfreports/",
+    "tmp/",
+    "logs/",
+    "config/app_local.php",
+    "config/install.ini",
+    "config/smtp.php",
+    "config/oauth-keys/",
+)
+
+
 # --------------------------------------------------------------------------
 # The settings registry: one row per key.  It drives the defaults handed to
 # invoke, the environment variable names, parsing, and docs/CONFIGURATION.md.
@@ -192,6 +211,11 @@ SETTINGS: tuple[Setting, ...] = (
                  "/var/cache (the units' CacheDirectory=; emptied on removal)."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
+    Setting(key="app.state_paths", default=",".join(ORANGESCRUM_STATE_PATHS), kind="state_paths",
+            help="The app's persistent state: app-relative paths, comma-separated; a trailing '/' marks a "
+                 "directory, anything else is a file (in a directory of the app). They live in paths.state_dir "
+                 "(Docker: the state volume mounted there) and the app sees each at its usual place, "
+                 "seeded from the app's shipped content on first start and never overwritten after."),
     Setting(key="app_external_symlinks", default=False, kind="bool",
             help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
                  "binary they reach the server's own files. Default: refuse, naming each link."),
@@ -301,6 +325,11 @@ def defaults_tree() -> dict[str, Any]:
     for s in SETTINGS:
         node = tree
         *parents, leaf = s.key.split(".")
+        if parents and parents[0] in BY_KEY:
+            # Below a setting that is itself a value (app.migrate_command under app):
+            # the dotted key, flat (invoke.yaml writes it so too).
+            tree[s.key] = s.default
+            continue
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = s.default
@@ -442,6 +471,8 @@ class BuildConfig:
     app: Path
     app_webroot: str
     app_external_symlinks: bool
+    # app.state_paths: app-relative, a trailing '/' for a directory (see state_layout).
+    app_state_paths: tuple[str, ...]
     binary: Path | None
     version: str
     dist_dir: Path
@@ -477,6 +508,7 @@ class BuildConfig:
         return {
             "version": self.version,
             "app_webroot": self.app_webroot,
+            "app_state_paths": self.app_state_paths,
             "source_date_epoch": self.source_date_epoch,
             "builder": _public(self.builder),
             "docker": _public(self.docker),
@@ -886,6 +918,82 @@ def _parse_listen(value: Any) -> str:
     return text
 
 
+# One component of a state path: what a shell word, a systemd line and YAML carry unquoted.
+STATE_COMPONENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """How app.state_paths is put in place (common/helpers/app-state.sh does it).
+
+    ``dirs``: declared directories, each linked from the app to the state dir;
+    ``files``: declared files; ``merged``: the directories of those files, whose
+    whole directory lives in the state dir (so that a write by rename lands
+    there) with links to the shipped files; ``inner``: declared directories
+    directly inside a merged directory (real directories there, not links).
+    """
+
+    dirs: tuple[str, ...]
+    files: tuple[str, ...]
+    merged: tuple[str, ...]
+    inner: tuple[str, ...]
+
+
+def state_layout(paths: Sequence[str]) -> StateLayout:
+    """The layout of a parsed app.state_paths (entries with a trailing '/' are directories)."""
+    dirs = tuple(p.rstrip("/") for p in paths if p.endswith("/"))
+    files = tuple(p for p in paths if not p.endswith("/"))
+    merged = tuple(dict.fromkeys(f.rpartition("/")[0] for f in files))
+    inner = tuple(d for d in dirs if d.rpartition("/")[0] in merged)
+    return StateLayout(dirs=tuple(d for d in dirs if d not in inner), files=files, merged=merged, inner=inner)
+
+
+def _parse_state_paths(value: Any) -> tuple[str, ...]:
+    """app.state_paths: comma- (or space-) separated app-relative paths; '/' at the end marks a directory."""
+    if isinstance(value, (list, tuple)):
+        items = [w for v in value for w in _as_str(v).replace(",", " ").split()]
+    else:
+        items = _as_str(value).replace(",", " ").split()
+    fix_chars = ("give app-relative paths such as webroot/files/ or config/app_local.php: components of letters, "
+                 "digits, '.', '_', '+' and '-' separated by '/', no '..', a trailing '/' for a directory")
+    seen: dict[str, str] = {}
+    for item in items:
+        bare = item[:-1] if item.endswith("/") else item
+        parts = bare.split("/")
+        if item.startswith("/"):
+            raise _Bad(f"has an absolute path ({item!r}); state paths are relative to the app", fix_chars)
+        if any(p in (".", "..") for p in parts):
+            raise _Bad(f"has a path with '.' or '..' ({item!r})", fix_chars)
+        if not all(STATE_COMPONENT_RE.fullmatch(p) for p in parts):
+            raise _Bad(f"has a path with a character or an empty component it may not hold ({item!r})", fix_chars)
+        if bare in seen:
+            raise _Bad(f"lists {bare!r} twice", "list each path once (a trailing '/' marks a directory)")
+        seen[bare] = item
+    paths = tuple(seen.values())
+    bare = list(seen)
+    for a in bare:
+        for b in bare:
+            if a != b and b.startswith(a + "/"):
+                raise _Bad(f"has overlapping paths ({a!r} holds {b!r})",
+                           f"keep only {a!r}: everything below it is state already")
+    layout = state_layout(paths)
+    for f in layout.files:
+        if "/" not in f:
+            raise _Bad(f"has a file at the top of the app ({f!r}); the app's own directory is no state",
+                       "declare the directory the app writes it in instead, or move the file into a subdirectory")
+    for m in layout.merged:
+        for other in layout.merged:
+            if m != other and other.startswith(m + "/"):
+                raise _Bad(f"has state files in {m!r} and in {other!r} below it",
+                           f"declare {other + '/'!r} as a directory, or keep the files in one directory")
+        for d in layout.dirs:
+            if d.startswith(m + "/"):
+                raise _Bad(f"has the directory {d!r} deeper inside {m!r}, which holds state files",
+                           f"declare {m + '/' + d[len(m) + 1:].split('/')[0] + '/'!r} instead (a directory "
+                           f"directly inside {m!r})")
+    return paths
+
+
 KINDS: dict[str, Kind] = {
     "bool": Func(_parse_bool),
     "int": Func(_parse_int),
@@ -932,6 +1040,7 @@ KINDS: dict[str, Kind] = {
                         "use a lowercase DNS name such as orangescrum.example.com (no scheme, port or path)", max_len=253),
     "cpu": Pattern(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", "is not a CPU quantity", "use millicores such as 250m, or cores such as 1"),
     "cron": Pattern(CRON_RE, "is not a five-field cron schedule", "use e.g. */30 * * * * (minute hour day month weekday)"),
+    "state_paths": Func(_parse_state_paths),
     "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
                        "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
     "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
@@ -1102,6 +1211,7 @@ def resolve(
         app=app,
         app_webroot=parsed["app_webroot"],
         app_external_symlinks=parsed["app_external_symlinks"],
+        app_state_paths=parsed["app.state_paths"],
         binary=path("binary"),
         version=version,
         dist_dir=path("dist_dir") or cwd / "dist",
@@ -1259,6 +1369,8 @@ def value_of(cfg: BuildConfig, key: str) -> Any:
     """The resolved value of a setting (or run option) ``key``, as the config holds it."""
     s = BY_KEY[key]
     section, _, leaf = key.rpartition(".")
+    if section in BY_KEY:  # app.migrate_command: a flat field beside the value `app`
+        return getattr(cfg, key.replace(".", "_"))
     obj: Any = cfg.run if s.scope == "run" else getattr(cfg, section) if section else cfg
     return getattr(obj, leaf)
 

@@ -38,6 +38,7 @@ CONTEXT_FILES: tuple[str, ...] = (
     "entrypoint.sh",
     "helpers/validate-env.sh",
     "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
+    "helpers/app-state.sh",
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])
 

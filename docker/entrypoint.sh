@@ -29,6 +29,8 @@ case $0 in
 esac
 BIN=$here/bin/orangescrum
 VALIDATE=$here/helpers/validate-env.sh
+# Puts the state paths in place (STATE_DIR: the state volume), then execs.
+STATE=$here/helpers/app-state.sh
 PORT=${PORT:-8080}
 WEBROOT=${WEBROOT:-webroot}
 
@@ -106,19 +108,23 @@ cmd=${1:-server}
 case $cmd in
   server)
     preflight
-    exec "$BIN" php-server --listen ":$PORT" --root "$WEBROOT" ;;
+    exec "$STATE" server "$BIN" php-server --listen ":$PORT" --root "$WEBROOT" ;;
   queue-worker)
     preflight
-    exec "$BIN" php-cli bin/cake.php queue worker --max-runtime "${QUEUE_WORKER_MAX_RUNTIME:-3600}" ;;
+    exec "$STATE" queue-worker "$BIN" php-cli bin/cake.php queue worker --max-runtime "${QUEUE_WORKER_MAX_RUNTIME:-3600}" ;;
   recurring)
     preflight
-    exec "$BIN" php-cli bin/cake.php recurring_task ;;
+    exec "$STATE" recurring "$BIN" php-cli bin/cake.php recurring_task ;;
   cake)
     preflight
-    exec "$BIN" php-cli bin/cake.php "$@" ;;
+    exec "$STATE" cake "$BIN" php-cli bin/cake.php "$@" ;;
   validate)
     exec "$VALIDATE" --environ ;;
   healthcheck)
+    # The server's extraction directory (app-state.sh): no second copy of the app.
+    TMPDIR=${TMPDIR:-/tmp}/server
+    export TMPDIR
+    mkdir -p "$TMPDIR"
     exec "$BIN" php-cli -r "$HEALTHZ" ;;
   -h | --help | help)
     usage

@@ -84,6 +84,11 @@ extract() {
         rm -rf "$tmp"
         die "cannot extract my payload to '$base' (is it full?)"
     fi
+    # Like FrankenPHP's untar (embed.go), which skips the symlinks of the
+    # embedded app: links cannot be baked into the app, only made at run time.
+    if [ -d "$tmp/app" ]; then
+        find "$tmp/app" -type l -exec rm -f {} +
+    fi
     : >"$tmp/.complete"
     # A process started at the same time (web server and worker) may have
     # finished first: keep its copy, never delete a complete one in use.
@@ -217,6 +222,10 @@ command=${1:-}
 [ $# -eq 0 ] || shift
 case $command in
     version | --version)
+        # The real binary extracts its app in its Go init(), for every command.
+        if [ "$HAS_APP" = 1 ]; then
+            extract
+        fi
         printf 'FrankenPHP v%s PHP %s (stand-in: Debian PHP CLI, not a real FrankenPHP build)\n' \
             "$FRANKENPHP_VERSION" "$PHP_VERSION"
         exit 0

@@ -36,6 +36,7 @@ from .formats import rpm as rpm_format
 
 # What the package needs from dist/native (paths inside the tree).
 NATIVE_VALIDATOR = "helpers/validate-env.sh"
+NATIVE_APP_STATE = "helpers/app-state.sh"
 NATIVE_ENV_EXAMPLE = ".env.example"
 NATIVE_SYSUSERS = "systemd/sysusers.conf"
 NATIVE_TMPFILES = "systemd/tmpfiles.conf"
@@ -297,6 +298,7 @@ def template_context(cfg: BuildConfig, license: AppLicense, native: Path) -> dic
         "env_file": f"{cfg.paths.config_dir}/{ENV_FILE_NAME}",
         "env_template": f"{ENV_TEMPLATE_DIR.format(name=cfg.package.name)}/{ENV_FILE_NAME}.example",
         "validator": f"{cfg.paths.libexec_dir}/validate-env",
+        "app_state": f"{cfg.paths.libexec_dir}/app-state",
         "sysusers_conf": f"/usr/lib/sysusers.d/{cfg.package.name}.conf",
         "tmpfiles_conf": f"/usr/lib/tmpfiles.d/{cfg.package.name}.conf",
         "enable_units": _start_order(units, native),
@@ -337,6 +339,8 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
     files: list[FileEntry] = [
         FileEntry(dst=cfg.paths.binary, src=binary, mode=0o755),
         FileEntry(dst=ctx["validator"], src=_require(native, NATIVE_VALIDATOR), mode=0o755),
+        # Links the state paths (app.state_paths) into the extracted app before each unit's command.
+        FileEntry(dst=ctx["app_state"], src=_require(native, NATIVE_APP_STATE), mode=0o755),
         # The template of the admin's settings (placeholders only, no secret).
         # The settings file itself is no conffile: dpkg would stop an unattended
         # upgrade at a prompt whenever the template changed. postinst / %post

@@ -40,7 +40,9 @@ CANARY = "CANARY-" + secrets.token_hex(12)
 # so BuildKit's context cache cannot serve an earlier run's same-size binary.
 EPOCH = 1700000000 + secrets.randbelow(10**6)
 FAKE_BINARY = f"""#!/bin/sh
-# {MARKER}: prints how it was started
+# {MARKER}: prints how it was started; "extracts" an app when asked its version,
+# as the real binary extracts in its start-up (helpers/app-state.sh relies on it)
+if [ "$1" = version ]; then mkdir -p "$TMPDIR/frankenphp_fake/webroot"; exit 0; fi
 echo "fake-binary pid=$$ uid=$(id -u) gid=$(id -g) tmpdir=$TMPDIR args=$*"
 """
 VALID_ENV = {
@@ -129,11 +131,13 @@ def image(docker_client, cfg):
 
 
 def run(client, ref: str, *command: str, env: dict | None = None, read_only=True, tmpfs=True, user=None,
-        entrypoint=None, volumes=None) -> tuple[int, str]:
+        entrypoint=None, volumes=None, state=True) -> tuple[int, str]:
+    mounts = {"/var/cache/orangescrum": "exec,mode=0700,uid=1000,gid=1000"} if tmpfs else {}
+    if state:  # stands for the state volume compose mounts there
+        mounts["/var/lib/orangescrum"] = "mode=0750,uid=1000,gid=1000"
     container = client.containers.run(
         ref, list(command) or None, detach=True, environment=env or {}, read_only=read_only, labels=TEST_LABEL,
-        volumes=volumes or {},
-        tmpfs={"/var/cache/orangescrum": "exec,mode=0700,uid=1000,gid=1000"} if tmpfs else {},
+        volumes=volumes or {}, tmpfs=mounts,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], network_disabled=True,
         user=user, entrypoint=entrypoint,
     )
@@ -222,7 +226,9 @@ def test_overhead_over_the_binary_is_below_the_base(docker_client, image, runtim
 def test_server_runs_as_pid_1_and_uid_1000_on_a_read_only_root(docker_client, image):
     code, out = run(docker_client, image["ref"], env=VALID_ENV)
     assert code == 0, out
-    assert "fake-binary pid=1 uid=1000 gid=1000 tmpdir=/var/cache/orangescrum " in out
+    # TMPDIR: the server's own directory in the tmpfs (helpers/app-state.sh)
+    assert "fake-binary pid=1 uid=1000 gid=1000 tmpdir=/var/cache/orangescrum/server " in out
+    assert "app-state: seeded webroot/files" in out
     assert out.rstrip().endswith("args=php-server --listen :8080 --root webroot")
 
 
@@ -267,6 +273,13 @@ def test_read_only_root_without_the_tmpfs_is_explained(docker_client, image):
     assert code == 1
     assert "TMPDIR /var/cache/orangescrum is not a writable directory" in out
     assert "--tmpfs /var/cache/orangescrum:exec,uid=1000,gid=1000" in out
+
+
+def test_read_only_root_without_the_state_volume_is_explained(docker_client, image):
+    code, out = run(docker_client, image["ref"], env=VALID_ENV, state=False)
+    assert code == 1 and "fake-binary" not in out
+    assert "STATE_DIR /var/lib/orangescrum is not a writable directory" in out
+    assert "mount the state volume there" in out
 
 
 # --------------------------------------------------------------------------

@@ -333,8 +333,9 @@ def test_valid_env_then_restart_runs_everything(machine):
     assert "orangescrum-recurring.timer" in timers and "orangescrum-recurring.service" in timers
     machine.ok("systemctl start orangescrum-recurring.service")
     assert "recurring_task: ran at" in machine.ok("journalctl -u orangescrum-recurring --no-pager")
-    # the binary's TMPDIR is the private, persistent cache directory
-    assert machine.ok("ls /var/cache/orangescrum").startswith("frankenphp_")
+    # the binary's TMPDIR is the private, persistent cache directory (a directory per
+    # command there, helpers/app-state.sh)
+    assert machine.ok("ls /var/cache/orangescrum/server").startswith("frankenphp_")
     assert machine.ok("journalctl -u orangescrum --no-pager -o cat | grep -c 'Development Server' || true").strip() != "0"
 
 
@@ -398,7 +399,7 @@ def test_remove_stops_everything_and_keeps_the_config(machine):
     assert "Xk3v9" in machine.ok(f"cat {ENV_FILE}")
     assert machine.run("test -e /usr/bin/orangescrum").returncode != 0
     assert machine.run("ls /etc/systemd/system/*.wants/ | grep orangescrum").returncode != 0  # disabled
-    assert machine.run("test -e /var/cache/orangescrum/frankenphp_*").returncode != 0  # the extracted app
+    assert machine.run("ls -d /var/cache/orangescrum/*/frankenphp_*").returncode != 0  # the extracted app
 
 
 def test_reinstall_works(machine, packages):

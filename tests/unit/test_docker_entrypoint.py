@@ -2,7 +2,9 @@
 
 The script finds the binary and the validator next to itself, so a temporary
 copy of the image's /opt/orangescrum layout runs it exactly as the container
-does, with the real validate-env.sh.
+does, with the real validate-env.sh and the real (rendered) app-state.sh; the
+fake binary "extracts" an app with a webroot when asked for its version, as the
+real one extracts in its start-up.
 """
 
 from __future__ import annotations
@@ -31,22 +33,42 @@ VALID = {
 
 FAKE_BINARY = """#!/bin/sh
 # stands in for FrankenPHP: prints how it was started
+if [ "$1" = version ]; then
+  mkdir -p "$TMPDIR/frankenphp_fake/webroot" "$TMPDIR/frankenphp_fake/public"
+  exit 0
+fi
 printf 'fake-binary pid=%s args=' "$$"
 for a in "$@"; do printf '[%s]' "$a"; done
 printf '\\n'
 """
 
 
+@pytest.fixture(scope="module")
+def app_state(tmp_path_factory) -> Path:
+    """helpers/app-state.sh as dist/docker has it (rendered with the defaults)."""
+    from cloudbuilder.assemble import assemble_tree
+    from cloudbuilder.config import AppFacts, Layer, resolve
+
+    tmp = tmp_path_factory.mktemp("entrypoint-tree")
+    layer = Layer("flag", {"app": str(ROOT / "examples" / "orangescrum-demo"), "dist_dir": str(tmp / "dist"),
+                           "version": "4.1.0", "source_date_epoch": "1700000000"})
+    cfg = resolve([layer], cwd=tmp, environ={}, probe=lambda _a: AppFacts(None, "default", None))
+    (tmp / "bin").write_text("#!/bin/sh\n")
+    return assemble_tree(cfg, "docker", tmp / "bin").path / "helpers" / "app-state.sh"
+
+
 @pytest.fixture
-def opt(tmp_path) -> Path:
+def opt(tmp_path, app_state) -> Path:
     """/opt/orangescrum: entrypoint.sh, helpers/validate-env.sh, bin/orangescrum (fake)."""
     home = tmp_path / "opt" / "orangescrum"
     (home / "helpers").mkdir(parents=True)
     (home / "bin").mkdir()
     shutil.copy2(ENTRYPOINT, home / "entrypoint.sh")
     shutil.copy2(VALIDATOR, home / "helpers" / "validate-env.sh")
+    shutil.copy2(app_state, home / "helpers" / "app-state.sh")
     (home / "bin" / "orangescrum").write_text(FAKE_BINARY)
-    for p in (home / "entrypoint.sh", home / "helpers" / "validate-env.sh", home / "bin" / "orangescrum"):
+    for p in (home / "entrypoint.sh", home / "helpers" / "validate-env.sh", home / "helpers" / "app-state.sh",
+              home / "bin" / "orangescrum"):
         p.chmod(0o755)
     return home
 
@@ -55,8 +77,10 @@ def opt(tmp_path) -> Path:
 def base_env(tmp_path) -> dict[str, str]:
     tmpdir = tmp_path / "cache"
     tmpdir.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmpdir), "PORT": "8080",
-            "WEBROOT": "webroot"}
+            "WEBROOT": "webroot", "STATE_DIR": str(state)}
 
 
 def run(opt: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -70,6 +94,7 @@ def started(done: subprocess.CompletedProcess) -> str:
 
 
 def test_default_is_the_server_and_the_binary_is_execed(opt, base_env):
+    assert "app-state: seeded webroot/files" in run(opt, env={**base_env, **VALID}).stderr  # the first start
     proc = subprocess.Popen([str(opt / "entrypoint.sh")], env={**base_env, **VALID}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=60)
@@ -77,7 +102,26 @@ def test_default_is_the_server_and_the_binary_is_execed(opt, base_env):
     # exec: the binary has the entrypoint's PID (in a container: PID 1, so SIGTERM reaches it)
     assert f"fake-binary pid={proc.pid} " in out
     assert out.rstrip().endswith("args=[php-server][--listen][:8080][--root][webroot]")
-    assert err == ""  # --quiet: nothing printed when valid
+    assert err == ""  # --quiet: nothing printed when valid (and the state is there already)
+
+
+@pytest.mark.parametrize("command", ["server", "queue-worker", "recurring", "cake"])
+def test_every_app_command_puts_the_state_in_place_first(opt, base_env, command):
+    done = run(opt, command, env={**base_env, **VALID})
+    assert done.returncode == 0, done.stderr
+    role = command if command != "server" else "server"
+    app = Path(base_env["TMPDIR"]) / role / "frankenphp_fake"
+    state = Path(base_env["STATE_DIR"])
+    assert os.readlink(app / "webroot" / "files") == str(state / "webroot" / "files")
+    assert os.readlink(app / "logs") == str(state / "logs")
+    assert os.readlink(app / "config") == str(state / "config")
+    assert (state / "webroot" / "files").is_dir() and (state / "config" / "oauth-keys").is_dir()
+
+
+def test_a_state_dir_without_the_volume_is_explained(opt, base_env, tmp_path):
+    done = run(opt, "server", env={**base_env, **VALID, "STATE_DIR": str(tmp_path / "no-volume")})
+    assert done.returncode == 1 and "fake-binary" not in done.stdout
+    assert "STATE_DIR" in done.stderr and "mount the state volume there" in done.stderr
 
 
 @pytest.mark.parametrize(("args", "expect"), [

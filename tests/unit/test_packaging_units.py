@@ -71,7 +71,7 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
 
 def test_web_server(native):
     d = unit(native, "orangescrum.service")
-    assert d["ExecStart"] == ["/usr/bin/orangescrum php-server --listen 127.0.0.1:8080 --root webroot"]
+    assert d["ExecStart"] == ["/usr/libexec/orangescrum/app-state server /usr/bin/orangescrum php-server --listen 127.0.0.1:8080 --root webroot"]
     assert d["Restart"] == ["on-failure"] and d["KillSignal"] == ["SIGTERM"]
     assert d["MemoryMax"] == ["2G"]
     assert "SocketBindDeny" not in d
@@ -79,7 +79,7 @@ def test_web_server(native):
 
 def test_queue_worker(native):
     d = unit(native, "orangescrum-queue.service")
-    assert d["ExecStart"] == ["/usr/bin/orangescrum php-cli bin/cake.php queue worker --max-runtime 900"]
+    assert d["ExecStart"] == ["/usr/libexec/orangescrum/app-state queue-worker /usr/bin/orangescrum php-cli bin/cake.php queue worker --max-runtime 900"]
     assert d["Restart"] == ["always"] and d["SocketBindDeny"] == ["any"]
 
 

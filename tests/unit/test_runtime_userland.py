@@ -18,9 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile.j2"
-# The scripts the image runs: its entry point, the validator, the stand-in binary's stub.
+# The scripts the image runs: its entry point, the validator, the stand-in binary's stub, the state helper.
 SCRIPTS = [ROOT / "docker" / "entrypoint.sh", ROOT / "common" / "helpers" / "validate-env.sh",
-           ROOT / "docker" / "printenv.sh", ROOT / "builder" / "standin" / "frankenphp-stub.sh"]
+           ROOT / "docker" / "printenv.sh", ROOT / "builder" / "standin" / "frankenphp-stub.sh",
+           ROOT / "common" / "helpers" / "app-state.sh.j2"]
 # busybox ash's builtins and the shell's reserved words.
 BUILTINS = frozenset(
     ". : [ [[ alias bg break cd chdir command continue echo eval exec exit export false fg getopts hash "
@@ -127,13 +128,22 @@ def command_words(text: str) -> set[str]:
     return words
 
 
+def script_text(path: Path) -> str:
+    """The script as the shell sees it: a template's jinja2 expressions stand for one word."""
+    text = path.read_text()
+    if path.suffix == ".j2":
+        text = re.sub(r"\{\{.*?\}\}", "VALUE", text)
+        text = re.sub(r"\{%.*?%\}", "", text)
+    return text
+
+
 def functions(text: str) -> set[str]:
     return set(re.findall(r"(?m)^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\)", text))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_every_command_a_script_calls_is_in_the_image(script):
-    text = script.read_text()
+    text = script_text(script)
     words = command_words(text) - BUILTINS - functions(text)
     missing = sorted(words - image_commands())
     assert missing == [], (
@@ -151,7 +161,7 @@ def test_the_heuristic_finds_the_commands_it_should():
 
 
 def test_the_scripts_use_what_the_image_needs_and_nothing_it_lacks():
-    used = set().union(*(command_words(p.read_text()) for p in SCRIPTS)) - BUILTINS
+    used = set().union(*(command_words(script_text(p)) for p in SCRIPTS)) - BUILTINS
     # what the image must have for today's scripts (the stub's tar and gzip, the validator's tr/wc/sort)
     assert {"tar", "gzip", "tail", "sha256sum", "mktemp", "tr", "wc", "sort", "printenv", "awk", "id"} <= used
     assert not used & BUSYBOX_STATIC_LACKS - {"printenv"}
