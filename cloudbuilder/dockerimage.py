@@ -37,8 +37,8 @@ CONTEXT_FILES: tuple[str, ...] = (
     BINARY_PATH["docker"],
     "entrypoint.sh",
     "helpers/validate-env.sh",
-    "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
     "helpers/app-state.sh",
+    "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])
 

@@ -113,7 +113,7 @@ def test_compose_shares_one_state_volume_mounted_at_the_state_dir(tmp_path):
     assert "state" in compose["volumes"]
     dockerfile = (docker / "Dockerfile").read_text()
     assert re.search(r"^\s+STATE_DIR=/var/lib/os-data \\$", dockerfile, re.M)
-    assert "COPY helpers/app-state.sh /opt/orangescrum/helpers/app-state.sh\n" in dockerfile
+    assert "COPY helpers/app-state.sh /rootfs/opt/orangescrum/helpers/app-state.sh\n" in dockerfile
     assert "!helpers/app-state.sh\n" in (docker / ".dockerignore").read_text()
 
 
