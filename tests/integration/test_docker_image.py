@@ -354,6 +354,7 @@ ZONEINFO = "usr/share/zoneinfo"  # tzdata's time zones, whatever they are: below
 ALLOWED_FILES = frozenset({
     "bin/busybox", "bin/printenv", "etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt",
     "opt/orangescrum/bin/orangescrum", "opt/orangescrum/entrypoint.sh", "opt/orangescrum/helpers/validate-env.sh",
+    "opt/orangescrum/helpers/app-state.sh",
     "usr/share/doc/busybox-static/copyright", "usr/share/doc/ca-certificates/copyright",
     "usr/share/doc/tzdata/copyright",
 })

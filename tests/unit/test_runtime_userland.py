@@ -165,3 +165,24 @@ def test_the_scripts_use_what_the_image_needs_and_nothing_it_lacks():
     # what the image must have for today's scripts (the stub's tar and gzip, the validator's tr/wc/sort)
     assert {"tar", "gzip", "tail", "sha256sum", "mktemp", "tr", "wc", "sort", "printenv", "awk", "id"} <= used
     assert not used & BUSYBOX_STATIC_LACKS - {"printenv"}
+
+
+# `test -w DIR` / `test -r FILE` in busybox's shell read the mode bits only: a
+# directory on a read-only mount "is writable", and the script fails later with
+# a message that does not say why. Whether a directory takes a write is asked
+# with a real write (mktemp -d; rmdir), as entrypoint.sh's writable() does.
+WRITABLE_TEST = re.compile(r"(?:\[|\btest)\s+(?:!\s+)?-w\s")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_no_script_asks_the_mode_bits_whether_a_directory_is_writable(script):
+    code, _ = _code(script_text(script))
+    hits = [line.strip() for line in code.splitlines() if WRITABLE_TEST.search(line)]
+    assert hits == [], (f"{script.relative_to(ROOT)} uses test -w, which busybox answers from the mode bits "
+                        f"(a read-only mount passes): probe with a real write instead: {hits}")
+
+
+def test_the_writable_check_finds_test_w():
+    assert WRITABLE_TEST.search('[ -d "$d" ] && [ -w "$d" ]')
+    assert WRITABLE_TEST.search('if test ! -w "$d"; then')
+    assert not WRITABLE_TEST.search('[ -d "$d" ] && writable "$d"')
