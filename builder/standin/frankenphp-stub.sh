@@ -72,8 +72,10 @@ extract() {
         return 0
     fi
     # a real write: busybox's `test -w` reads the mode bits only (a read-only mount passes)
-    [ -d "$base" ] && probe=$(mktemp -d "$base/.frankenphp-probe.XXXXXX" 2>/dev/null) && rmdir "$probe" \
-        || die "TMPDIR '$base' is not a writable directory: the embedded app is extracted there"
+    if ! probe=$(mktemp -d "$base/.frankenphp-probe.XXXXXX" 2>/dev/null); then
+        die "TMPDIR '$base' is not a writable directory: the embedded app is extracted there"
+    fi
+    rmdir "$probe"
     if command -v sha256sum >/dev/null 2>&1; then
         sum=$(payload | sha256sum) || die "cannot read my payload from $self"
         [ "${sum%% *}" = "$PAYLOAD_SHA256" ] \
