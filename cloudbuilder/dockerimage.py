@@ -37,6 +37,7 @@ CONTEXT_FILES: tuple[str, ...] = (
     BINARY_PATH["docker"],
     "entrypoint.sh",
     "helpers/validate-env.sh",
+    "helpers/server-env.sh",
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])
 

@@ -139,6 +139,93 @@ run_php() {
     done
 }
 
+# The embedded Caddyfile, for Debian's Caddy 2.6 in front of PHP-FPM (the
+# mapping, documented in README.md): FrankenPHP's own global options
+# (frankenphp, order php_server) and the ones Caddy 2.6 lacks (persist_config,
+# servers/trusted_proxies: php_fastcgi gets the same ranges) are dropped, brotli
+# (a FrankenPHP module) is left out of encode, and a bare php_server line
+# becomes php_fastcgi to the bundled PHP-FPM plus file_server.
+map_caddyfile() {
+    # shellcheck disable=SC2016 # {$CADDY_TRUSTED_PROXIES} is Caddy's, not the shell's
+    trusted='{$CADDY_TRUSTED_PROXIES:255.255.255.255/32}'
+    sed -e '/^[[:space:]]*frankenphp[[:space:]]*$/d' \
+        -e '/^[[:space:]]*order[[:space:]][[:space:]]*php_server[[:space:]]/d' \
+        -e '/^[[:space:]]*persist_config[[:space:]]/d' \
+        -e '/^[[:space:]]*trusted_proxies[[:space:]]/d' \
+        -e '/^[[:space:]]*encode[[:space:]]/s/[[:space:]]br\([[:space:]]\)/\1/' \
+        -e '/^[[:space:]]*encode[[:space:]]/s/[[:space:]]br$//' \
+        -e "s|^\([[:space:]]*\)php_server[[:space:]]*\$|\1php_fastcgi unix/$1 {\\
+\1\1trusted_proxies $trusted\\
+\1}\\
+\1file_server|" "$2"
+}
+
+# php-server with the embedded Caddyfile: Caddy and PHP-FPM (on a unix socket
+# in a private run directory under TMPDIR) as children of this shell.
+# SIGTERM/SIGINT go to Caddy, which drains the in-flight requests
+# (grace_period); then PHP-FPM is stopped and the shell exits with Caddy's status.
+serve_caddyfile() {
+    ld=$dir/lib/$LOADER
+    [ -x "$ld" ] \
+        || die "cannot execute files under '$base' (mounted noexec?): give TMPDIR an exec-able directory"
+    run=$(mktemp -d "$base/.frankenphp-run.XXXXXX") || die "cannot create a run directory in TMPDIR '$base'"
+    sock=$run/php-fpm.sock
+    map_caddyfile "$sock" "$dir/app/Caddyfile" >"$run/Caddyfile"
+    cat >"$run/php-fpm.conf" <<EOF
+[global]
+error_log = /proc/self/fd/2
+log_level = warning
+daemonize = no
+[www]
+listen = $sock
+listen.mode = 0600
+pm = dynamic
+pm.max_children = ${FPM_MAX_CHILDREN:-8}
+pm.start_servers = 2
+pm.min_spare_servers = 1
+pm.max_spare_servers = 3
+clear_env = no
+catch_workers_output = yes
+decorate_workers_output = no
+EOF
+    # The app's php.ini is read after the operator's PHP_INI_SCAN_DIR, as
+    # FrankenPHP appends the app directory; empty entries (PHP's compiled-in
+    # directory: the host's) are left out.
+    scan=
+    old_ifs=$IFS
+    IFS=:
+    for d in ${PHP_INI_SCAN_DIR:-}; do
+        [ -n "$d" ] && scan=$scan$d:
+    done
+    IFS=$old_ifs
+    [ -f "$dir/app/php.ini" ] && scan=$scan$dir/app
+    PHP_INI_SCAN_DIR=${scan%:}
+    # Caddy keeps nothing: its autosave and data go to the run directory.
+    XDG_CONFIG_HOME=$run
+    XDG_DATA_HOME=$run
+    export PHP_INI_SCAN_DIR XDG_CONFIG_HOME XDG_DATA_HOME
+    "$ld" --library-path "$dir/lib" "$dir/bin/php-fpm" -c "$dir/etc/php.ini" -d "extension_dir=$dir/ext" \
+        -d "opcache.lockfile_path=$base" -d "sys_temp_dir=$base" -y "$run/php-fpm.conf" -F -O -R </dev/null &
+    fpm=$!
+    "$ld" --library-path "$dir/lib" "$dir/bin/caddy" run --config "$run/Caddyfile" --adapter caddyfile </dev/null &
+    caddy=$!
+    for sig in TERM INT HUP QUIT; do
+        # shellcheck disable=SC2064 # expand $caddy now
+        trap "kill -TERM $caddy 2>/dev/null" "$sig"
+    done
+    while :; do
+        status=0
+        wait "$caddy" || status=$?
+        if ! kill -0 "$caddy" 2>/dev/null; then
+            break
+        fi
+    done
+    kill -QUIT "$fpm" 2>/dev/null || true
+    wait "$fpm" 2>/dev/null || true
+    rm -rf "$run"
+    exit "$status"
+}
+
 cmd_php_server() {
     listen=:80
     root=public
@@ -182,6 +269,11 @@ cmd_php_server() {
             fi
             ;;
     esac
+    if [ "$HAS_APP" = 1 ] && [ -f "$dir/app/Caddyfile" ]; then
+        # Like FrankenPHP: the embedded Caddyfile replaces the flags.
+        cd "$dir/app"
+        serve_caddyfile
+    fi
     [ -d "$docroot" ] || die "php-server: root directory '$root' does not exist ($docroot)"
     if [ "$HAS_APP" = 1 ]; then
         cd "$dir/app"

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from cloudbuilder.assemble import render_file
+from cloudbuilder.config import AppFacts, Layer, resolve
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 VALIDATOR = ROOT / "common" / "helpers" / "validate-env.sh"
+SERVER_ENV = ROOT / "common" / "helpers" / "server-env.sh.j2"
 SECRET = "Zq9-canary-Secret-value"
 
 VALID = {
@@ -39,14 +43,20 @@ printf '\\n'
 
 @pytest.fixture
 def opt(tmp_path) -> Path:
-    """/opt/orangescrum: entrypoint.sh, helpers/validate-env.sh, bin/orangescrum (fake)."""
+    """/opt/orangescrum: entrypoint.sh, helpers/validate-env.sh, helpers/server-env.sh (rendered for
+    the docker tree with the default settings), bin/orangescrum (fake)."""
     home = tmp_path / "opt" / "orangescrum"
     (home / "helpers").mkdir(parents=True)
     (home / "bin").mkdir()
     shutil.copy2(ENTRYPOINT, home / "entrypoint.sh")
     shutil.copy2(VALIDATOR, home / "helpers" / "validate-env.sh")
+    cfg = resolve([Layer("flag", {"app": "/app"})], cwd=Path("/"), environ={},
+                  probe=lambda _a: AppFacts(None, "default", None))
+    (home / "helpers" / "server-env.sh").write_text(
+        render_file(SERVER_ENV, {**cfg.template_context(), "flavor": "docker"}))
     (home / "bin" / "orangescrum").write_text(FAKE_BINARY)
-    for p in (home / "entrypoint.sh", home / "helpers" / "validate-env.sh", home / "bin" / "orangescrum"):
+    for p in (home / "entrypoint.sh", home / "helpers" / "validate-env.sh", home / "helpers" / "server-env.sh",
+              home / "bin" / "orangescrum"):
         p.chmod(0o755)
     return home
 
@@ -56,7 +66,7 @@ def base_env(tmp_path) -> dict[str, str]:
     tmpdir = tmp_path / "cache"
     tmpdir.mkdir()
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmpdir), "PORT": "8080",
-            "WEBROOT": "webroot"}
+            "WEBROOT": "webroot", "STATE_DIR": str(tmp_path / "state")}
 
 
 def run(opt: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -71,7 +71,9 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
 
 def test_web_server(native):
     d = unit(native, "orangescrum.service")
-    assert d["ExecStart"] == ["/usr/bin/orangescrum php-server --listen 127.0.0.1:8080 --root webroot"]
+    # through server-env (the listen address and trusted proxies the embedded Caddyfile reads)
+    assert d["ExecStart"] == ["/usr/libexec/orangescrum/server-env /usr/bin/orangescrum php-server "
+                              "--listen 127.0.0.1:8080 --root webroot"]
     assert d["Restart"] == ["on-failure"] and d["KillSignal"] == ["SIGTERM"]
     assert d["MemoryMax"] == ["2G"]
     assert "SocketBindDeny" not in d
