@@ -97,11 +97,11 @@ def check_security_headers(base: str) -> None:
 
 def check_healthz(base: str) -> None:
     reply = request(base, "/healthz")
-    assert (reply.status, reply.body) == (200, b"ok"), reply
+    assert (reply.status, reply.header("Content-Type"), reply.json()) == (200, "application/json", {"status": "ok"})
 
 
 def check_body_limit(base: str, limit: int) -> None:
-    """A Content-Length over the limit gets 413 at once; one at the limit reaches PHP."""
+    """A Content-Length over the limit gets 413 at once; a small body reaches PHP."""
     url = urllib.parse.urlsplit(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
@@ -109,10 +109,7 @@ def check_body_limit(base: str, limit: int) -> None:
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(limit + 1))
         conn.endheaders()
-        try:
-            conn.send(b"\0" * (limit + 1))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before the body is through
+        # the answer comes from the header alone: before any of the body is sent
         response = conn.getresponse()
         assert response.status == 413, (response.status, response.read()[:200])
     finally:
