@@ -173,7 +173,7 @@ serve_caddyfile() {
     map_caddyfile "$sock" "$dir/app/Caddyfile" >"$run/Caddyfile"
     cat >"$run/php-fpm.conf" <<EOF
 [global]
-error_log = /proc/self/fd/2
+error_log = /dev/null
 log_level = warning
 daemonize = no
 [www]
@@ -188,6 +188,9 @@ clear_env = no
 catch_workers_output = yes
 decorate_workers_output = no
 EOF
+    # error_log is opened but unused: with -F -O PHP-FPM logs to its stderr as
+    # it is (/proc/self/fd/2 fails with ENXIO when that is the journal's socket,
+    # the default /var/log/php-fpm.log on a read-only root).
     # The app's php.ini is read after the operator's PHP_INI_SCAN_DIR, as
     # FrankenPHP appends the app directory; empty entries (PHP's compiled-in
     # directory: the host's) are left out.
