@@ -73,6 +73,8 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
 
 def test_web_server(native):
     d = unit(native, "orangescrum.service")
+    # SIGTERM to the server alone: it drains its requests and stops its helpers itself
+    assert d["KillMode"] == ["mixed"] and d["KillSignal"] == ["SIGTERM"]
     # through server-env (the listen address and trusted proxies the embedded Caddyfile reads)
     assert d["ExecStart"] == ["/usr/libexec/orangescrum/server-env /usr/bin/orangescrum php-server "
                               "--listen 127.0.0.1:8080 --root webroot"]
