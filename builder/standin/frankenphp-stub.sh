@@ -3,14 +3,15 @@
 #
 # build-static.sh of the stand-in builder fills in the @@...@@ values below and
 # appends a tar payload after the marker line at the end of this file.  The
-# payload is a self-contained PHP: Debian's php CLI binary, every shared library
-# it needs (and the dynamic loader), the extensions and a php.ini, plus the
-# embedded app under app/.  At start-up the payload is extracted once, atomically,
+# payload is a self-contained PHP: Debian's php CLI and PHP-FPM binaries,
+# Debian's Caddy, every shared library they need (and the dynamic loader), the
+# extensions and a php.ini, plus the embedded app under app/.  At start-up the payload is extracted once, atomically,
 # to ${TMPDIR:-/tmp}/frankenphp_<checksum>, like the real binary does with its
 # embedded app.  Needs only /bin/sh, coreutils and tar (gzip for COMPRESS=1).
 #
-# Supported subset of the FrankenPHP CLI: version, php-server (PHP's built-in
-# web server; no Caddy, no worker mode, no HTTPS), php-cli.
+# Supported subset of the FrankenPHP CLI: version, php-server (with the app's
+# Caddyfile: Caddy in front of PHP-FPM; without one: PHP's built-in web
+# server; no worker mode, no HTTPS), php-cli.
 set -eu
 
 FRANKENPHP_VERSION='@@FRANKENPHP_VERSION@@'
@@ -33,13 +34,14 @@ FrankenPHP v$FRANKENPHP_VERSION stand-in (Debian PHP CLI $PHP_VERSION, not a rea
 Usage:
   frankenphp version
   frankenphp php-server [--listen ADDR] [--root DIR]
-        serve the embedded app with PHP's built-in web server
+        serve the embedded app: with the app's Caddyfile (which replaces the
+        flags) by Caddy and PHP-FPM, else by PHP's built-in web server
         (ADDR like :8080 or 127.0.0.1:8080, default :80; DIR default public)
   frankenphp php-cli SCRIPT [ARGS...]
   frankenphp php-cli -r CODE [ARGS...]
 
-This stand-in supports only the commands above: no Caddy, no worker mode,
-no HTTPS, no Caddyfile (run, start, reload, ...).
+This stand-in supports only the commands above: no worker mode, no HTTPS,
+no Caddy commands (run, start, reload, ...).
 EOF
 }
 
