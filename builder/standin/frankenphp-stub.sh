@@ -110,6 +110,16 @@ is_whole() {
     [ -f "$1/.complete" ] && [ -f "$1/bin/php" ] && [ -f "$1/lib/$LOADER" ]
 }
 
+# Wait until the child $1 is gone (a trapped signal interrupts wait); its
+# exit status is left in $status.
+wait_child() {
+    while :; do
+        status=0
+        wait "$1" || status=$?
+        kill -0 "$1" 2>/dev/null || return 0
+    done
+}
+
 # Run the bundled php with the bundled loader and libraries.  Always exec, so
 # signals reach PHP directly, except as PID 1 (a container's init), where the
 # kernel would drop the SIGTERM PHP has no handler for: there this shell stays
@@ -132,18 +142,13 @@ run_php() {
         # shellcheck disable=SC2064 # expand $sig now
         trap "kill -$sig $child 2>/dev/null" "$sig"
     done
-    while :; do
-        status=0
-        wait "$child" || status=$?
-        if ! kill -0 "$child" 2>/dev/null; then
-            exit "$status"
-        fi
-    done
+    wait_child "$child"
+    exit "$status"
 }
 
 # The embedded Caddyfile, for Debian's Caddy 2.6 in front of PHP-FPM (the
-# mapping, documented in README.md): FrankenPHP's own global options
-# (frankenphp, order php_server) and the ones Caddy 2.6 lacks (persist_config,
+# mapping, documented in README.md): FrankenPHP's own global option
+# (frankenphp) and the ones Caddy 2.6 lacks (persist_config,
 # servers/trusted_proxies: php_fastcgi gets the same ranges) are dropped, brotli
 # (a FrankenPHP module) is left out of encode, and a bare php_server line
 # becomes php_fastcgi to the bundled PHP-FPM plus file_server.
@@ -151,7 +156,6 @@ map_caddyfile() {
     # shellcheck disable=SC2016 # {$CADDY_TRUSTED_PROXIES} is Caddy's, not the shell's
     trusted='{$CADDY_TRUSTED_PROXIES:255.255.255.255/32}'
     sed -e '/^[[:space:]]*frankenphp[[:space:]]*$/d' \
-        -e '/^[[:space:]]*order[[:space:]][[:space:]]*php_server[[:space:]]/d' \
         -e '/^[[:space:]]*persist_config[[:space:]]/d' \
         -e '/^[[:space:]]*trusted_proxies[[:space:]]/d' \
         -e '/^[[:space:]]*encode[[:space:]]/s/[[:space:]]br\([[:space:]]\)/\1/' \
@@ -218,13 +222,7 @@ EOF
         # shellcheck disable=SC2064 # expand $caddy now
         trap "kill -TERM $caddy 2>/dev/null" "$sig"
     done
-    while :; do
-        status=0
-        wait "$caddy" || status=$?
-        if ! kill -0 "$caddy" 2>/dev/null; then
-            break
-        fi
-    done
+    wait_child "$caddy"
     kill -QUIT "$fpm" 2>/dev/null || true
     wait "$fpm" 2>/dev/null || true
     rm -rf "$run"
@@ -334,5 +332,6 @@ case $command in
         exit 2
         ;;
 esac
+# shellcheck disable=SC2317 # a safety net: every command above exits or execs
 exit 1
 # __FRANKENPHP_STANDIN_PAYLOAD__ (the tar payload starts on the next line)
