@@ -106,14 +106,14 @@ def binary(docker_client, example_app, settings, tmp_path_factory) -> Path:
 class Server:
     """The binary's php-server on a loopback port, its output in a file."""
 
-    def __init__(self, binary: Path, tmp: Path) -> None:
+    def __init__(self, binary: Path, tmp: Path, **extra_env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"server-{self.port}.log"
         tmpdir = tmp / "tmpdir"
         tmpdir.mkdir(exist_ok=True)
         env = {"PATH": os.environ["PATH"], "TMPDIR": str(tmpdir), "LISTEN_HOST": "127.0.0.1",
-               "LISTEN_PORT": str(self.port)}
+               "LISTEN_PORT": str(self.port), **extra_env}
         self._log = self.log_path.open("wb")
         # --listen is what a binary without a Caddyfile would take: the Caddyfile wins
         self.proc = subprocess.Popen([str(binary), "php-server", "--listen", "127.0.0.1:1", "--root", "nowhere"],
@@ -214,6 +214,25 @@ def test_operator_directive_takes_effect_after_a_restart(binary, tmp_path, confi
             second.stop()
     finally:
         extra.unlink()
+
+
+def test_hsts_only_behind_a_trusted_https_proxy(binary, tmp_path):
+    # what server-env makes of APP_TRUSTED_PROXIES=127.0.0.1: this test is the proxy
+    proxied = Server(binary, tmp_path, CADDY_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        hsts = sc.request(proxied.base, "/", headers={"X-Forwarded-Proto": "https"})
+        assert hsts.status == 200 and hsts.header("Strict-Transport-Security") == "max-age=31536000"
+        assert sc.request(proxied.base, "/").header("Strict-Transport-Security") is None
+        assert sc.request(proxied.base, "/", headers={"X-Forwarded-Proto": "http"}).header(
+            "Strict-Transport-Security") is None
+    finally:
+        proxied.stop()
+    other = Server(binary, tmp_path, CADDY_TRUSTED_PROXIES="10.0.0.0/8")
+    try:
+        spoofed = sc.request(other.base, "/", headers={"X-Forwarded-Proto": "https"})
+        assert spoofed.status == 200 and spoofed.header("Strict-Transport-Security") is None
+    finally:
+        other.stop()
 
 
 def test_sigterm_drains_in_flight_requests(server):
