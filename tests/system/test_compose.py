@@ -168,7 +168,8 @@ class TestValidStack:
             attrs = event["Actor"]["Attributes"]
             exits[attrs["com.docker.compose.service"]] = int(attrs["exitCode"])
         print(f"\n`docker compose down` took {took:.1f}s; exit codes {exits}")
-        # 143 = 128 + SIGTERM (php -S has no handler), 0 = the worker's graceful exit; 137 would be SIGKILL
+        # 0 = a graceful exit (Caddy after draining; the worker), 143 = 128 + SIGTERM (a server without a
+        # Caddyfile: php -S has no handler); 137 would be SIGKILL
         assert set(exits) == {"app", "queue"}
         assert all(code in (0, 143) for code in exits.values()), exits
         assert took < min(GRACE.values())
