@@ -110,13 +110,20 @@ is_whole() {
     [ -f "$1/.complete" ] && [ -f "$1/bin/php" ] && [ -f "$1/lib/$LOADER" ]
 }
 
-# Wait until the child $1 is gone (a trapped signal interrupts wait); its
-# exit status is left in $status.
+# Wait until the child $1 is gone; its exit status is left in $status.  A
+# trapped signal interrupts wait (status > 128): wait again while the child
+# runs, and once it is gone ask the shell for the status it recorded (127:
+# none, the child itself died of that signal).
 wait_child() {
     while :; do
         status=0
         wait "$1" || status=$?
-        kill -0 "$1" 2>/dev/null || return 0
+        [ "$status" -gt 128 ] || return 0
+        kill -0 "$1" 2>/dev/null && continue
+        again=0
+        wait "$1" 2>/dev/null || again=$?
+        [ "$again" = 127 ] || status=$again
+        return 0
     done
 }
 
