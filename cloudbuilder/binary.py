@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -39,6 +39,7 @@ from .errors import BuildError, ConfigError
 from .log import logger, step
 from .reproducible import GNU_FORMAT, PAX_FORMAT, TarEntry, tar_bytes, tar_members
 from .resources import source_root
+from .serverconf import server_config_files
 from .workspace import Artifact, Stamp, Workspace, output_of
 
 LABEL_ROLE = "org.orangescrum.cloudbuilder.role"
@@ -73,12 +74,16 @@ def base_hash(cfg: BuildConfig, dockerfile: bytes, builder_image_id: str) -> str
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def embed_key(base_image_id: str, app_sha256: str, dockerfile: bytes, cfg: BuildConfig) -> str:
-    """Everything that changes the binary once the base is fixed."""
+def embed_key(base_image_id: str, app_sha256: str, dockerfile: bytes, cfg: BuildConfig,
+              server_files: Mapping[str, bytes] | None = None) -> str:
+    """Everything that changes the binary once the base is fixed (``server_files``: the
+    Caddyfile and php.ini added to the app, so a changed server.* setting rebuilds)."""
     data = {
         "base": base_image_id, "app": app_sha256, "dockerfile": hashlib.sha256(dockerfile).hexdigest(),
         "composer": cfg.builder.composer_image, "platform": cfg.builder.platform, "tool": __version__,
     }
+    if server_files is not None:
+        data["server"] = {name: hashlib.sha256(body).hexdigest() for name, body in sorted(server_files.items())}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -182,8 +187,11 @@ def _is_dependency_input(rel: str, roots: tuple[tuple[str, ...], ...]) -> bool:
     return any(len(parts) >= len(r) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, r)) for r in roots)
 
 
-def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
+def embed_context(dockerfile: bytes, archive: bytes, server_files: Mapping[str, bytes] | None = None) -> EmbedContext:
     """The embed build's context: the Dockerfile, ``deps/`` and ``app/`` (pure).
+
+    ``server_files`` (name -> content: the rendered Caddyfile and php.ini) are
+    added at the app's root, replacing files of the app with those names.
 
     ``deps/`` holds what ``composer install`` reads (composer.json, composer.lock
     and the app's path/artifact repositories), so that step's layer depends on
@@ -199,9 +207,10 @@ def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
     vendor_files = 0
     # COPY deps/ needs the directory even for an app without composer.json
     entries = [TarEntry.file(EMBED_DOCKERFILE, dockerfile), TarEntry.dir(DEPS_DIR)]
+    server_files = dict(server_files or {})
     for e in members:
         rel = e.name.removeprefix(APP_PREFIX).rstrip("/")
-        if not e.name.startswith(APP_PREFIX):
+        if not e.name.startswith(APP_PREFIX) or rel in server_files:
             continue
         if rel == vendor or rel.startswith(vendor + "/"):
             vendor_files += int(e.kind == "file")
@@ -211,6 +220,7 @@ def embed_context(dockerfile: bytes, archive: bytes) -> EmbedContext:
             entries.append(replace(e, name=f"{DEPS_DIR}/{rel}"))
             if e.kind == "file":
                 deps.append(rel)
+    entries += [TarEntry.file(APP_PREFIX + name, body) for name, body in sorted(server_files.items())]
     return EmbedContext(tar_bytes(entries, format=GNU_FORMAT, mtime=0), tuple(deps), vendor_files)
 
 
@@ -360,7 +370,8 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             logger.info("==> Base image: reusing %s (%s)", base_plan.image.tags[0] if base_plan.image.tags
                         else base_id[:19], base_plan.reason)
 
-        key = embed_key(base_id, archive.sha256, embed_df, cfg)
+        server_files = server_config_files(cfg)
+        key = embed_key(base_id, archive.sha256, embed_df, cfg, server_files)
         stamp = ws.stamp("binary")
         hashes = ws.hashes
         digest = hashes.digest(out) if out.is_file() else None
@@ -376,7 +387,7 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
             engine.ensure_image(cfg.builder.composer_image,
                                 "set builder.composer_image (OSCB_BUILDER_COMPOSER_IMAGE) to an image with composer")
         with step(f"Embedding the app into the binary ({why})"):
-            context = embed_context(embed_df, archive.data)
+            context = embed_context(embed_df, archive.data, server_files)
             if context.vendor_files:
                 logger.info("    left out the app's vendor/ (%d files): composer installs it from %s",
                             context.vendor_files, ", ".join(context.deps) or "composer.json")
@@ -433,7 +444,8 @@ def build_binary(cfg: BuildConfig, engine: DockerEngine | None = None) -> Binary
 
 
 # The settings the binary is made from, as the manifest records them.
-BINARY_SETTINGS = ("app", "source_date_epoch", "builder.")
+BINARY_SETTINGS = ("app", "source_date_epoch", "builder.", "server.", "service.listen", "paths.state_dir",
+                   "paths.config_dir", "app_webroot")
 
 
 def _record_binary(cfg: BuildConfig, ws: Workspace, out: Path, key: str, sha256: str) -> None:

@@ -196,6 +196,23 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds a queue worker runs before it exits and is restarted."),
     Setting(key="service.recurring_interval", default="30min", kind="timespan",
             help="How often the recurring task runs: a systemd time span such as 30min, 1h or 1h 30min."),
+    # -- the web server embedded with the app (Caddyfile, php.ini) -----------
+    Setting(key="server.upload_max_size", default="64M", kind="size",
+            help="Largest request body and upload (PHP upload_max_filesize and post_max_size; Caddy answers "
+                 "413 above it), K/M/G are powers of 1024."),
+    Setting(key="server.php_memory_limit", default="256M", kind="size", help="PHP memory_limit of a request."),
+    Setting(key="server.max_execution_time", default=60, kind="positive_int",
+            help="PHP max_execution_time: seconds a request may run."),
+    Setting(key="server.opcache_memory", default=128, kind="positive_int",
+            help="OPcache memory in MB (opcache.memory_consumption); the app never changes on disk, so "
+                 "timestamps are never checked."),
+    Setting(key="server.asset_max_age", default=604800, kind="int",
+            help="Cache-Control max-age in seconds of static assets (css, js, images, fonts); 0: no-cache."),
+    Setting(key="server.grace_period", default=20, kind="positive_int",
+            help="Seconds Caddy lets in-flight requests finish after SIGTERM (keep it below the stop timeouts: "
+                 "Compose stop_grace_period, systemd TimeoutStopSec=)."),
+    Setting(key="server.metrics_listen", default=None, kind="opt_loopback_listen",
+            help="Loopback HOST:PORT that serves Caddy's Prometheus metrics at /metrics. Unset: no metrics."),
     # -- installed layout ---------------------------------------------------
     Setting(key="paths.binary", default="/usr/bin/orangescrum", kind="abs_path",
             help="Installed path of the FrankenPHP binary."),
@@ -396,6 +413,19 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """The embedded Caddyfile and php.ini (rendered into the app before it is embedded)."""
+
+    upload_max_size: str
+    php_memory_limit: str
+    max_execution_time: int
+    opcache_memory: int
+    asset_max_age: int
+    grace_period: int
+    metrics_listen: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class PathsConfig:
     binary: str
     config_dir: str
@@ -482,6 +512,7 @@ class BuildConfig:
     docker: DockerConfig
     service: ServiceConfig
     paths: PathsConfig
+    server: ServerConfig
     package: PackageConfig
     release: ReleaseConfig
     scale: ScaleConfig
@@ -515,6 +546,7 @@ class BuildConfig:
             "service": _public(self.service),
             "paths": _public(self.paths),
             "scale": _public(self.scale),
+            "server": _public(self.server),
         }
 
 
@@ -994,6 +1026,27 @@ def _parse_state_paths(value: Any) -> tuple[str, ...]:
     return paths
 
 
+def _parse_positive_int(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise _Bad("is not a positive integer", "give a whole number of at least 1")
+    return number
+
+
+def _parse_loopback_listen(value: Any) -> str:
+    import ipaddress
+
+    text = _parse_listen(value)
+    host = text.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise _Bad("is not a loopback address", "metrics are for a local scraper: use e.g. 127.0.0.1:9180 or [::1]:9180")
+    return text
+
+
 KINDS: dict[str, Kind] = {
     "bool": Func(_parse_bool),
     "int": Func(_parse_int),
@@ -1041,6 +1094,8 @@ KINDS: dict[str, Kind] = {
     "cpu": Pattern(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", "is not a CPU quantity", "use millicores such as 250m, or cores such as 1"),
     "cron": Pattern(CRON_RE, "is not a five-field cron schedule", "use e.g. */30 * * * * (minute hour day month weekday)"),
     "state_paths": Func(_parse_state_paths),
+    "loopback_listen": Func(_parse_loopback_listen),
+    "positive_int": Func(_parse_positive_int),
     "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
                        "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
     "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
@@ -1234,6 +1289,7 @@ def resolve(
         docker=DockerConfig(**{k: parsed[f"docker.{k}"] for k in DockerConfig.__dataclass_fields__}),
         service=ServiceConfig(**{k: parsed[f"service.{k}"] for k in ServiceConfig.__dataclass_fields__}),
         paths=PathsConfig(**{k: parsed[f"paths.{k}"] for k in PathsConfig.__dataclass_fields__}),
+        server=ServerConfig(**{k: parsed[f"server.{k}"] for k in ServerConfig.__dataclass_fields__}),
         package=PackageConfig(**{k: parsed[f"package.{k}"] for k in PackageConfig.__dataclass_fields__}),
         release=ReleaseConfig(
             sign_key=parsed["release.sign_key"],

@@ -38,6 +38,7 @@ CONTEXT_FILES: tuple[str, ...] = (
     "entrypoint.sh",
     "helpers/validate-env.sh",
     "helpers/app-state.sh",
+    "helpers/server-env.sh",
     "printenv.sh",  # /bin/printenv: busybox-static has no printenv applet
 )
 _EXECUTABLE = frozenset(CONTEXT_FILES[1:])

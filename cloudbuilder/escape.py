@@ -16,6 +16,7 @@ jinja2 helper of ``assemble`` registers them as filters of the same name):
 ``control``     a one-line deb822 / rpm header field value
 ``text``        prose: a Markdown line, a comment
 ``rpmlint_re``  a literal inside an rpmlintrc ``addFilter("...")`` regex
+``caddy``       one Caddyfile token (inside a double-quoted token, too)
 ==============  ===========================================================
 
 A filter either returns ``Escaped`` text (a ``str`` that says it was made for
@@ -224,6 +225,24 @@ def rpmlint_re(value: Any) -> Escaped:
     return Escaped(re.escape(raw))
 
 
+# -- Caddyfile -----------------------------------------------------------------------------
+
+# A Caddyfile token splits at white space, ends a quoted token at '"', escapes with
+# '\\', and reads '{...}' as a placeholder ('{$NAME}' even inside quotes): none of
+# these (but a space, which a quoted token holds) may appear.
+_CADDY_BAD = re.compile(r'["\\{}#`]')
+
+
+def caddy(value: Any) -> Escaped:
+    """One Caddyfile token: a plain word as it is, a value with spaces double-quoted.
+    Quotes, backslashes, braces (placeholders), ``#`` and backquotes are refused."""
+    text = _one_line(value, "a Caddyfile token")
+    if not text or text != text.strip() or _CADDY_BAD.search(text) or "\t" in text:
+        raise EscapeError(f"a Caddyfile token cannot be empty, start or end with a space, or carry tabs, quotes, "
+                          f"backslashes, braces, '#' or '`': {text!r}")
+    return Escaped(f'"{text}"' if " " in text else text)
+
+
 # nfpm runs os.Expand (Go) over some fields with its environment: "$NAME" and
 # "${NAME}" are replaced, and no escape sequence yields a "$" before a name
 # character ("$$" is the variable named "$"). So every "$" is written as a
@@ -277,6 +296,7 @@ FILTERS = {
     "text": text,
     "rpmlint_re": rpmlint_re,
     "docker_tag": docker_tag,
+    "caddy": caddy,
 }
 
 

@@ -41,6 +41,9 @@ VARIANT = "minbase"
 # gd, zip, redis), and composer for the composer stage.
 STANDIN_PACKAGES = (
     "php8.2-cli",
+    # php-server: Debian's Caddy in front of PHP-FPM (the embedded Caddyfile, mapped)
+    "php8.2-fpm",
+    "caddy",
     "php8.2-pgsql",
     "php8.2-mbstring",
     "php8.2-intl",

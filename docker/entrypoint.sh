@@ -108,7 +108,9 @@ cmd=${1:-server}
 case $cmd in
   server)
     preflight
-    exec "$STATE" server "$BIN" php-server --listen ":$PORT" --root "$WEBROOT" ;;
+    # server-env.sh: the listen address and trusted proxies the embedded
+    # Caddyfile reads (the flags count only for a binary without one).
+    exec "$here/helpers/server-env.sh" "$STATE" server "$BIN" php-server --listen ":$PORT" --root "$WEBROOT" ;;
   queue-worker)
     preflight
     exec "$STATE" queue-worker "$BIN" php-cli bin/cake.php queue worker --max-runtime "${QUEUE_WORKER_MAX_RUNTIME:-3600}" ;;

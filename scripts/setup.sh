@@ -11,7 +11,7 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 APT_PACKAGES="python3 python3-venv python3-pip git ca-certificates curl tar gzip xz-utils zstd
 docker.io debootstrap systemd-container iproute2
 dpkg-dev lintian rpm rpmlint createrepo-c apt-utils gnupg dnf cpio rpm2cpio man-db binutils
-postgresql redis-server php8.2-cli php8.2-pgsql php-redis composer
+postgresql redis-server php8.2-cli php8.2-pgsql php-redis composer caddy php8.2-fpm
 busybox strace"
 
 missing=

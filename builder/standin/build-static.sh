@@ -57,7 +57,7 @@ php_version=$(php -n -r 'echo PHP_VERSION;')
 php_minor=$(php -n -r 'echo PHP_MAJOR_VERSION, ".", PHP_MINOR_VERSION;')
 
 step "FrankenPHP stand-in builder: FrankenPHP v$frankenphp_version, Debian PHP $php_version CLI ($arch)"
-echo "    This is a stand-in: the binary runs PHP's built-in web server, not Caddy."
+echo "    This is a stand-in: php-server runs Debian's Caddy and PHP-FPM, not FrankenPHP."
 if [ -n "${PHP_VERSION:-}" ]; then
     case $PHP_VERSION in
         "$php_minor" | "$php_minor".*) ;;
@@ -105,7 +105,11 @@ if [ -n "${EMBED:-}" ]; then
 fi
 
 # -- the "compiled PHP": built once, cached in dist/ (the base image layer) --
-stamp="php $php_version $php_bin $arch stand-in 1"
+fpm_bin=$(command -v php-fpm"$php_minor" || command -v php-fpm || true)
+[ -n "$fpm_bin" ] || fail "php-fpm is not installed in this image (Debian package php$php_minor-fpm)"
+caddy_bin=$(command -v caddy || true)
+[ -n "$caddy_bin" ] || fail "caddy is not installed in this image (Debian package caddy)"
+stamp="php $php_version $php_bin $arch stand-in 2 $(readlink -f "$fpm_bin") $("$caddy_bin" version)"
 if [ -f "$runtime/.standin-complete" ] && [ "$(cat "$runtime/.standin-complete")" = "$stamp" ]; then
     step "Reusing compiled PHP $php_version from $runtime/ (cached)"
 else
@@ -115,6 +119,9 @@ else
     tmp=$runtime.tmp
     mkdir -p "$tmp/bin" "$tmp/lib" "$tmp/ext" "$tmp/etc"
     cp "$php_bin" "$tmp/bin/php"
+    # php-server runs Debian's Caddy in front of PHP-FPM (see README.md).
+    cp "$(readlink -f "$fpm_bin")" "$tmp/bin/php-fpm"
+    cp "$(readlink -f "$caddy_bin")" "$tmp/bin/caddy"
 
     # Extensions Debian enables for the CLI, in its load order (NN-name.ini).
     ext_dir=$(php -n -r 'echo PHP_EXTENSION_DIR;')
@@ -144,7 +151,7 @@ else
 
     # Every library the binary and the extensions link against, and the loader.
     loader=
-    for elf in "$tmp/bin/php" "$tmp"/ext/*.so; do
+    for elf in "$tmp/bin/php" "$tmp/bin/php-fpm" "$tmp/bin/caddy" "$tmp"/ext/*.so; do
         ldd "$elf"
     done | sed 's/ *(0x[0-9a-f]*)$//' | sort -u >"$tmp/ldd.txt"
     while read -r name arrow path; do
@@ -170,6 +177,10 @@ else
     "$tmp/lib/$loader" --library-path "$tmp/lib" "$tmp/bin/php" -n -c "$tmp/etc/php.ini" \
         -d "extension_dir=$tmp/ext" -r 'exit(extension_loaded("standard") ? 0 : 1);' \
         || fail "the bundled PHP does not start"
+    "$tmp/lib/$loader" --library-path "$tmp/lib" "$tmp/bin/php-fpm" -n -v >/dev/null \
+        || fail "the bundled PHP-FPM does not start"
+    echo "    $("$tmp/lib/$loader" --library-path "$tmp/lib" "$tmp/bin/caddy" version) (Caddy), PHP-FPM $php_version" \
+        || fail "the bundled Caddy does not start"
     echo "$stamp" >"$tmp/.standin-complete"
     mv "$tmp" "$runtime"
 fi

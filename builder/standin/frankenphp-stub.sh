@@ -3,14 +3,15 @@
 #
 # build-static.sh of the stand-in builder fills in the @@...@@ values below and
 # appends a tar payload after the marker line at the end of this file.  The
-# payload is a self-contained PHP: Debian's php CLI binary, every shared library
-# it needs (and the dynamic loader), the extensions and a php.ini, plus the
-# embedded app under app/.  At start-up the payload is extracted once, atomically,
+# payload is a self-contained PHP: Debian's php CLI and PHP-FPM binaries,
+# Debian's Caddy, every shared library they need (and the dynamic loader), the
+# extensions and a php.ini, plus the embedded app under app/.  At start-up the payload is extracted once, atomically,
 # to ${TMPDIR:-/tmp}/frankenphp_<checksum>, like the real binary does with its
 # embedded app.  Needs only /bin/sh, coreutils and tar (gzip for COMPRESS=1).
 #
-# Supported subset of the FrankenPHP CLI: version, php-server (PHP's built-in
-# web server; no Caddy, no worker mode, no HTTPS), php-cli.
+# Supported subset of the FrankenPHP CLI: version, php-server (with the app's
+# Caddyfile: Caddy in front of PHP-FPM; without one: PHP's built-in web
+# server; no worker mode, no HTTPS), php-cli.
 set -eu
 
 FRANKENPHP_VERSION='@@FRANKENPHP_VERSION@@'
@@ -33,13 +34,14 @@ FrankenPHP v$FRANKENPHP_VERSION stand-in (Debian PHP CLI $PHP_VERSION, not a rea
 Usage:
   frankenphp version
   frankenphp php-server [--listen ADDR] [--root DIR]
-        serve the embedded app with PHP's built-in web server
+        serve the embedded app: with the app's Caddyfile (which replaces the
+        flags) by Caddy and PHP-FPM, else by PHP's built-in web server
         (ADDR like :8080 or 127.0.0.1:8080, default :80; DIR default public)
   frankenphp php-cli SCRIPT [ARGS...]
   frankenphp php-cli -r CODE [ARGS...]
 
-This stand-in supports only the commands above: no Caddy, no worker mode,
-no HTTPS, no Caddyfile (run, start, reload, ...).
+This stand-in supports only the commands above: no worker mode, no HTTPS,
+no Caddy commands (run, start, reload, ...).
 EOF
 }
 
@@ -116,6 +118,23 @@ is_whole() {
     [ -f "$1/.complete" ] && [ -f "$1/bin/php" ] && [ -f "$1/lib/$LOADER" ]
 }
 
+# Wait until the child $1 is gone; its exit status is left in $status.  A
+# trapped signal interrupts wait (status > 128): wait again while the child
+# runs, and once it is gone ask the shell for the status it recorded (127:
+# none, the child itself died of that signal).
+wait_child() {
+    while :; do
+        status=0
+        wait "$1" || status=$?
+        [ "$status" -gt 128 ] || return 0
+        kill -0 "$1" 2>/dev/null && continue
+        again=0
+        wait "$1" 2>/dev/null || again=$?
+        [ "$again" = 127 ] || status=$again
+        return 0
+    done
+}
+
 # Run the bundled php with the bundled loader and libraries.  Always exec, so
 # signals reach PHP directly, except as PID 1 (a container's init), where the
 # kernel would drop the SIGTERM PHP has no handler for: there this shell stays
@@ -138,13 +157,91 @@ run_php() {
         # shellcheck disable=SC2064 # expand $sig now
         trap "kill -$sig $child 2>/dev/null" "$sig"
     done
-    while :; do
-        status=0
-        wait "$child" || status=$?
-        if ! kill -0 "$child" 2>/dev/null; then
-            exit "$status"
-        fi
+    wait_child "$child"
+    exit "$status"
+}
+
+# The embedded Caddyfile, for Debian's Caddy 2.6 in front of PHP-FPM (the
+# mapping, documented in README.md): FrankenPHP's own global option
+# (frankenphp) and the ones Caddy 2.6 lacks (persist_config,
+# servers/trusted_proxies: php_fastcgi gets the same ranges) are dropped, brotli
+# (a FrankenPHP module) is left out of encode, and a bare php_server line
+# becomes php_fastcgi to the bundled PHP-FPM plus file_server.
+map_caddyfile() {
+    # shellcheck disable=SC2016 # {$CADDY_TRUSTED_PROXIES} is Caddy's, not the shell's
+    trusted='{$CADDY_TRUSTED_PROXIES:255.255.255.255/32}'
+    sed -e '/^[[:space:]]*frankenphp[[:space:]]*$/d' \
+        -e '/^[[:space:]]*persist_config[[:space:]]/d' \
+        -e '/^[[:space:]]*trusted_proxies[[:space:]]/d' \
+        -e '/^[[:space:]]*encode[[:space:]]/s/[[:space:]]br\([[:space:]]\)/\1/' \
+        -e '/^[[:space:]]*encode[[:space:]]/s/[[:space:]]br$//' \
+        -e "s|^\([[:space:]]*\)php_server[[:space:]]*\$|\1php_fastcgi unix/$1 {\\
+\1\1trusted_proxies $trusted\\
+\1}\\
+\1file_server|" "$2"
+}
+
+# php-server with the embedded Caddyfile: Caddy and PHP-FPM (on a unix socket
+# in a private run directory under TMPDIR) as children of this shell.
+# SIGTERM/SIGINT go to Caddy, which drains the in-flight requests
+# (grace_period); then PHP-FPM is stopped and the shell exits with Caddy's status.
+serve_caddyfile() {
+    ld=$dir/lib/$LOADER
+    [ -x "$ld" ] \
+        || die "cannot execute files under '$base' (mounted noexec?): give TMPDIR an exec-able directory"
+    run=$(mktemp -d "$base/.frankenphp-run.XXXXXX") || die "cannot create a run directory in TMPDIR '$base'"
+    sock=$run/php-fpm.sock
+    map_caddyfile "$sock" "$dir/app/Caddyfile" >"$run/Caddyfile"
+    cat >"$run/php-fpm.conf" <<EOF
+[global]
+error_log = /dev/null
+log_level = warning
+daemonize = no
+[www]
+listen = $sock
+listen.mode = 0600
+pm = dynamic
+pm.max_children = ${FPM_MAX_CHILDREN:-8}
+pm.start_servers = 2
+pm.min_spare_servers = 1
+pm.max_spare_servers = 3
+clear_env = no
+catch_workers_output = yes
+decorate_workers_output = no
+EOF
+    # error_log is opened but unused: with -F -O PHP-FPM logs to its stderr as
+    # it is (/proc/self/fd/2 fails with ENXIO when that is the journal's socket,
+    # the default /var/log/php-fpm.log on a read-only root).
+    # The app's php.ini is read after the operator's PHP_INI_SCAN_DIR, as
+    # FrankenPHP appends the app directory; empty entries (PHP's compiled-in
+    # directory: the host's) are left out.
+    scan=
+    old_ifs=$IFS
+    IFS=:
+    for d in ${PHP_INI_SCAN_DIR:-}; do
+        [ -n "$d" ] && scan=$scan$d:
     done
+    IFS=$old_ifs
+    [ -f "$dir/app/php.ini" ] && scan=$scan$dir/app
+    PHP_INI_SCAN_DIR=${scan%:}
+    # Caddy keeps nothing: its autosave and data go to the run directory.
+    XDG_CONFIG_HOME=$run
+    XDG_DATA_HOME=$run
+    export PHP_INI_SCAN_DIR XDG_CONFIG_HOME XDG_DATA_HOME
+    "$ld" --library-path "$dir/lib" "$dir/bin/php-fpm" -c "$dir/etc/php.ini" -d "extension_dir=$dir/ext" \
+        -d "opcache.lockfile_path=$base" -d "sys_temp_dir=$base" -y "$run/php-fpm.conf" -F -O -R </dev/null &
+    fpm=$!
+    "$ld" --library-path "$dir/lib" "$dir/bin/caddy" run --config "$run/Caddyfile" --adapter caddyfile </dev/null &
+    caddy=$!
+    for sig in TERM INT HUP QUIT; do
+        # shellcheck disable=SC2064 # expand $caddy now
+        trap "kill -TERM $caddy 2>/dev/null" "$sig"
+    done
+    wait_child "$caddy"
+    kill -QUIT "$fpm" 2>/dev/null || true
+    wait "$fpm" 2>/dev/null || true
+    rm -rf "$run"
+    exit "$status"
 }
 
 cmd_php_server() {
@@ -190,6 +287,11 @@ cmd_php_server() {
             fi
             ;;
     esac
+    if [ "$HAS_APP" = 1 ] && [ -f "$dir/app/Caddyfile" ]; then
+        # Like FrankenPHP: the embedded Caddyfile replaces the flags.
+        cd "$dir/app"
+        serve_caddyfile
+    fi
     [ -d "$docroot" ] || die "php-server: root directory '$root' does not exist ($docroot)"
     if [ "$HAS_APP" = 1 ]; then
         cd "$dir/app"
@@ -249,5 +351,6 @@ case $command in
         exit 2
         ;;
 esac
+# shellcheck disable=SC2317 # a safety net: every command above exits or execs
 exit 1
 # __FRANKENPHP_STANDIN_PAYLOAD__ (the tar payload starts on the next line)

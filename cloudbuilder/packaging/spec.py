@@ -37,6 +37,7 @@ from .formats import rpm as rpm_format
 # What the package needs from dist/native (paths inside the tree).
 NATIVE_VALIDATOR = "helpers/validate-env.sh"
 NATIVE_APP_STATE = "helpers/app-state.sh"
+NATIVE_SERVER_ENV = "helpers/server-env.sh"
 NATIVE_ENV_EXAMPLE = ".env.example"
 NATIVE_SYSUSERS = "systemd/sysusers.conf"
 NATIVE_TMPFILES = "systemd/tmpfiles.conf"
@@ -341,6 +342,7 @@ def build_spec(cfg: BuildConfig, native: Path, license: AppLicense, *, root: Pat
         FileEntry(dst=ctx["validator"], src=_require(native, NATIVE_VALIDATOR), mode=0o755),
         # Links the state paths (app.state_paths) into the extracted app before each unit's command.
         FileEntry(dst=ctx["app_state"], src=_require(native, NATIVE_APP_STATE), mode=0o755),
+        FileEntry(dst=f"{cfg.paths.libexec_dir}/server-env", src=_require(native, NATIVE_SERVER_ENV), mode=0o755),
         # The template of the admin's settings (placeholders only, no secret).
         # The settings file itself is no conffile: dpkg would stop an unattended
         # upgrade at a prompt whenever the template changed. postinst / %post

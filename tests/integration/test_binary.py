@@ -85,8 +85,10 @@ def serve_healthz(binary: Path, tmp_path: Path) -> str:
     port = free_port()
     tmp = tmp_path / "run-tmp"
     tmp.mkdir(exist_ok=True)
+    # LISTEN_*: the embedded Caddyfile's listen address (it replaces the --listen flag), as server-env sets it
     proc = subprocess.Popen([str(binary), "php-server", "--listen", f"127.0.0.1:{port}", "--root", "webroot"],
-                            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)}, stdout=subprocess.DEVNULL,
+                            env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "LISTEN_HOST": "127.0.0.1",
+                                 "LISTEN_PORT": str(port)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 30

@@ -20,6 +20,7 @@ import time
 import urllib.request
 
 import pytest
+import server_contract as sc
 
 try:  # tests/system is on sys.path (pytest's default rootdir-relative import)
     from compose_fixtures import ROOT, VALID_SETTINGS, Compose, invoke, scan_save, stack_build  # noqa: F401
@@ -167,7 +168,8 @@ class TestValidStack:
             attrs = event["Actor"]["Attributes"]
             exits[attrs["com.docker.compose.service"]] = int(attrs["exitCode"])
         print(f"\n`docker compose down` took {took:.1f}s; exit codes {exits}")
-        # 143 = 128 + SIGTERM (php -S has no handler), 0 = the worker's graceful exit; 137 would be SIGKILL
+        # 0 = a graceful exit (Caddy after draining; the worker), 143 = 128 + SIGTERM (a server without a
+        # Caddyfile: php -S has no handler); 137 would be SIGKILL
         assert set(exits) == {"app", "queue"}
         assert all(code in (0, 143) for code in exits.values()), exits
         assert took < min(GRACE.values())
@@ -315,3 +317,83 @@ def test_invoke_deploy_reports_a_crashing_stack_at_once(stack_build, docker_clie
     assert "app: Restarting" in done.stderr or "app: Exited" in done.stderr
     assert "Unknown command `no-such-command`" in done.stderr  # the app's log, in the error
     assert took < 60, f"waited {took:.0f}s for a crash loop"
+
+
+# --------------------------------------------------------------------------
+# The embedded Caddyfile and php.ini in the running stack (issue 13)
+# --------------------------------------------------------------------------
+
+# The app container's PHP-FPM master (the stand-in's: a child of PID 1), stopped.
+STOP_PHP_FPM = ('for d in /proc/[0-9]*; do read -r pid _ _ ppid _ < "$d/stat" 2>/dev/null || continue; '
+                '[ "$ppid" = 1 ] && grep -q php-fpm "$d/cmdline" && kill -TERM "$pid" && echo "stopped $pid"; '
+                'done; true')
+
+
+@pytest.fixture(scope="class")
+def server_stack(stack_build, docker_client):
+    """A valid stack of its own (its tests stop PHP-FPM and restart the app)."""
+    import secrets as _secrets
+
+    tree = stack_build.tree
+    (tree / ".env").write_text(stack_build.valid_env)
+    compose = Compose(docker_client, tree, project=f"oscb-test-caddy-{_secrets.token_hex(4)}")
+    try:
+        compose("up", "-d")
+        compose.wait_healthy()
+        yield compose
+    finally:
+        compose.purge()
+        for extra in (tree / "caddy.d").glob("*.caddy"):
+            extra.unlink()
+
+
+def _app_up(base: str) -> None:
+    sc.wait_until_up(base)
+    deadline = time.monotonic() + 60
+    while sc.request(base, "/").status != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+class TestServerContract:
+    def test_static_asset_headers_limit_and_access_log(self, server_stack, stack_build):
+        base = f"http://127.0.0.1:{stack_build.port}"
+        sc.check_static_asset(base, max_age=604800)
+        sc.check_security_headers(base)
+        sc.check_body_limit(base, 64 * 1024 * 1024)
+        (app,) = server_stack.containers("app")
+        sc.check_access_log(base, lambda: app.logs(stderr=False).decode(errors="replace"))
+
+    def test_php_ini_settings_are_visible_from_php(self, server_stack, stack_build):
+        data = sc.check_php_ini(f"http://127.0.0.1:{stack_build.port}", {
+            "memory_limit": "256M", "upload_max_filesize": "64M", "post_max_size": "64M",
+            "max_execution_time": "60", "expose_php": "", "opcache.validate_timestamps": "0",
+            "session.save_path": "/var/lib/orangescrum/php/sessions",
+        })
+        assert data["sapi"] == "fpm-fcgi"
+
+    def test_healthz_answers_while_php_fpm_is_stopped(self, server_stack, stack_build):
+        base = f"http://127.0.0.1:{stack_build.port}"
+        (app,) = server_stack.containers("app")
+        code, out = app.exec_run(["sh", "-c", STOP_PHP_FPM])
+        assert code == 0 and b"stopped" in out, out
+        deadline = time.monotonic() + 20
+        while sc.request(base, "/").status == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sc.check_php_down(base)
+        server_stack("restart", "app")
+        _app_up(base)
+
+    def test_operator_directive_takes_effect_after_a_restart(self, server_stack, stack_build):
+        base = f"http://127.0.0.1:{stack_build.port}"
+        assert sc.request(base, "/").header("X-Operator-Directive") is None
+        (stack_build.tree / "caddy.d" / "operator.caddy").write_text("header X-Operator-Directive compose\n")
+        server_stack("restart", "app")
+        _app_up(base)
+        assert sc.request(base, "/").header("X-Operator-Directive") == "compose"
+
+    def test_sigterm_drains_in_flight_requests(self, server_stack, stack_build):
+        base = f"http://127.0.0.1:{stack_build.port}"
+        sc.check_drain(base, lambda: server_stack("stop", "app", timeout=120))
+        (app,) = server_stack.containers("app")
+        app.reload()
+        assert app.attrs["State"]["ExitCode"] == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 VALIDATOR = ROOT / "common" / "helpers" / "validate-env.sh"
@@ -59,15 +60,18 @@ def app_state(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def opt(tmp_path, app_state) -> Path:
-    """/opt/orangescrum: entrypoint.sh, helpers/validate-env.sh, bin/orangescrum (fake)."""
+    """/opt/orangescrum: entrypoint.sh, helpers/validate-env.sh, helpers/app-state.sh and helpers/server-env.sh
+    (rendered for the docker tree with the default settings), bin/orangescrum (fake)."""
     home = tmp_path / "opt" / "orangescrum"
     (home / "helpers").mkdir(parents=True)
     (home / "bin").mkdir()
     shutil.copy2(ENTRYPOINT, home / "entrypoint.sh")
     shutil.copy2(VALIDATOR, home / "helpers" / "validate-env.sh")
     shutil.copy2(app_state, home / "helpers" / "app-state.sh")
+    shutil.copy2(app_state.parent / "server-env.sh", home / "helpers" / "server-env.sh")
     (home / "bin" / "orangescrum").write_text(FAKE_BINARY)
     for p in (home / "entrypoint.sh", home / "helpers" / "validate-env.sh", home / "helpers" / "app-state.sh",
+              home / "helpers" / "server-env.sh",
               home / "bin" / "orangescrum"):
         p.chmod(0o755)
     return home

@@ -144,11 +144,14 @@ def test_compose_app_and_queue_are_hardened(tmp_path):
         assert s["security_opt"] == ["no-new-privileges:true"]
         assert s["restart"] == "unless-stopped"
         assert s["env_file"] == "${ORANGESCRUM_ENV_FILE:-.env}"
-        assert s["environment"] == {"PORT": "8080", "WEBROOT": "webroot", "TMPDIR": "/var/cache/orangescrum"}
+        assert s["environment"] == {"PORT": "8080", "WEBROOT": "webroot", "TMPDIR": "/var/cache/orangescrum",
+                                    "PHP_INI_SCAN_DIR": "/etc/orangescrum/php.d"}
         assert s["tmpfs"] == ["/var/cache/orangescrum:exec,mode=0700,uid=1500,gid=1600"]
         assert s["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
         assert s["deploy"]["resources"]["limits"]["pids"] == 300
         assert "profiles" not in s
+    # the operator's additions to the embedded Caddyfile and php.ini, read-only
+    assert services["app"]["volumes"] == ["./caddy.d:/etc/orangescrum/caddy.d:ro", "./php.d:/etc/orangescrum/php.d:ro"]
     assert services["app"]["deploy"]["resources"]["limits"]["memory"] == "2g"
     assert services["queue"]["deploy"]["resources"]["limits"]["memory"] == "256m"
     assert services["app"]["stop_grace_period"] == "30s"

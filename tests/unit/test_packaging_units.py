@@ -58,7 +58,9 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
     assert d["ExecStartPre"] == ["/usr/libexec/orangescrum/validate-env --quiet /etc/orangescrum/orangescrum.env"]
     assert d["EnvironmentFile"] == ["/etc/orangescrum/orangescrum.env"]
     assert d["User"] == d["Group"] == ["orangescrum"]
-    assert d["Environment"] == ["TMPDIR=/var/cache/orangescrum"]
+    # the web server also reads the admin's php.ini additions
+    extra = ["PHP_INI_SCAN_DIR=/etc/orangescrum/php.d"] if name == "orangescrum.service" else []
+    assert d["Environment"] == ["TMPDIR=/var/cache/orangescrum", *extra]
     assert d["CacheDirectory"] == ["orangescrum"] and d["StateDirectory"] == ["orangescrum"]
     assert d["TasksMax"] == ["300"] and d["LimitNOFILE"] == ["4096"]
     for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "PrivateDevices", "PrivateUsers",
@@ -71,7 +73,11 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
 
 def test_web_server(native):
     d = unit(native, "orangescrum.service")
-    assert d["ExecStart"] == ["/usr/libexec/orangescrum/app-state server /usr/bin/orangescrum php-server --listen 127.0.0.1:8080 --root webroot"]
+    # SIGTERM to the server alone: it drains its requests and stops its helpers itself
+    assert d["KillMode"] == ["mixed"] and d["KillSignal"] == ["SIGTERM"]
+    # through server-env (the listen address and trusted proxies the embedded Caddyfile reads), then app-state
+    assert d["ExecStart"] == ["/usr/libexec/orangescrum/server-env /usr/libexec/orangescrum/app-state server "
+                              "/usr/bin/orangescrum php-server --listen 127.0.0.1:8080 --root webroot"]
     assert d["Restart"] == ["on-failure"] and d["KillSignal"] == ["SIGTERM"]
     assert d["MemoryMax"] == ["2G"]
     assert "SocketBindDeny" not in d

@@ -18,10 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile.j2"
-# The scripts the image runs: its entry point, the validator, the stand-in binary's stub, the state helper.
+# The scripts the image runs: its entry point, the validator, the stand-in binary's stub, the state and server helpers.
 SCRIPTS = [ROOT / "docker" / "entrypoint.sh", ROOT / "common" / "helpers" / "validate-env.sh",
            ROOT / "docker" / "printenv.sh", ROOT / "builder" / "standin" / "frankenphp-stub.sh",
-           ROOT / "common" / "helpers" / "app-state.sh.j2"]
+           ROOT / "common" / "helpers" / "app-state.sh.j2", ROOT / "common" / "helpers" / "server-env.sh.j2"]
 # busybox ash's builtins and the shell's reserved words.
 BUILTINS = frozenset(
     ". : [ [[ alias bg break cd chdir command continue echo eval exec exit export false fg getopts hash "

@@ -78,6 +78,7 @@ final class Application
         return match ("{$request->method} {$request->path}") {
             'GET /version' => $this->versions(),
             'GET /slow' => $this->slow($request),
+            'GET /runtime' => $this->runtime(),
             'POST /uploads' => $this->upload($request),
             'POST /login' => $this->login($request),
             'GET /session' => $this->session(),
@@ -102,6 +103,21 @@ final class Application
             'applied' => count($migrator->applied()),
             'pending' => $migrator->pending(),
         ]]);
+    }
+
+    /** The PHP settings the deployment's php.ini makes, as PHP sees them (no secrets: limits and paths). */
+    private function runtime(): Response
+    {
+        $names = ['memory_limit', 'upload_max_filesize', 'post_max_size', 'max_execution_time', 'expose_php',
+            'display_errors', 'opcache.validate_timestamps', 'opcache.memory_consumption', 'realpath_cache_size',
+            'session.save_path', 'upload_tmp_dir'];
+        $ini = [];
+        foreach ($names as $name) {
+            $value = ini_get($name);
+            $ini[$name] = $value === false ? null : $value;
+        }
+
+        return Response::json(200, ['sapi' => PHP_SAPI, 'ini' => $ini]);
     }
 
     /** About 200 ms of work (?ms=N, at most 10 s): for load tests during rolling updates. */
@@ -262,7 +278,7 @@ final class Application
         $version = htmlspecialchars($this->version());
 
         return "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            . "<title>{$name}</title></head>\n<body><h1>{$name}</h1>\n"
+            . "<title>{$name}</title><link rel=\"stylesheet\" href=\"/css/app.css\"></head>\n<body><h1>{$name}</h1>\n"
             . "<p>Version <span id=\"version\">{$version}</span> on PHP " . PHP_VERSION . "</p>\n"
             . "<p><a href=\"/healthz\">/healthz</a> <a href=\"/settings\">/settings</a></p>\n"
             . "</body></html>\n";
