@@ -122,7 +122,8 @@ def test_every_native_command_goes_through_the_helper(trees):
     for unit, role in (("orangescrum.service", "server"), ("orangescrum-queue.service", "queue-worker"),
                        ("orangescrum-recurring.service", "recurring")):
         lines = [line for line in (native / "systemd" / unit).read_text().splitlines() if line.startswith("ExecStart=")]
-        assert lines == [f"ExecStart=/usr/libexec/orangescrum/app-state {role} /usr/bin/orangescrum "
+        first = "/usr/libexec/orangescrum/server-env " if role == "server" else ""  # the web server's listen address
+        assert lines == [f"ExecStart={first}/usr/libexec/orangescrum/app-state {role} /usr/bin/orangescrum "
                          + lines[0].split(" /usr/bin/orangescrum ", 1)[1]], unit
     assert '"$here/helpers/app-state.sh" "$role" "$bin" "$@"' in (native / "run-native.sh").read_text()
     assert '"$here/helpers/app-state.sh" cake "$here/bin/orangescrum" php-cli bin/cake.php' in \
