@@ -150,8 +150,10 @@ def test_compose_app_and_queue_are_hardened(tmp_path):
         assert s["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
         assert s["deploy"]["resources"]["limits"]["pids"] == 300
         assert "profiles" not in s
-    # the operator's additions to the embedded Caddyfile and php.ini, read-only
-    assert services["app"]["volumes"] == ["./caddy.d:/etc/orangescrum/caddy.d:ro", "./php.d:/etc/orangescrum/php.d:ro"]
+    # the state volume (app.state_paths) and the operator's additions to the embedded Caddyfile and php.ini, read-only
+    assert services["app"]["volumes"] == ["state:/var/lib/orangescrum", "./caddy.d:/etc/orangescrum/caddy.d:ro",
+                                          "./php.d:/etc/orangescrum/php.d:ro"]
+    assert services["queue"]["volumes"] == ["state:/var/lib/orangescrum"]
     assert services["app"]["deploy"]["resources"]["limits"]["memory"] == "2g"
     assert services["queue"]["deploy"]["resources"]["limits"]["memory"] == "256m"
     assert services["app"]["stop_grace_period"] == "30s"

@@ -31,6 +31,7 @@ def run(script: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess
 
 
 def test_default_listen_and_no_proxy(script, tmp_path):
+    (tmp_path / "state").mkdir()  # the state directory is there (the package / the volume makes it)
     done = run(script, tmp_path, PORT="9090")
     assert done.returncode == 0, done.stderr
     want = "0.0.0.0|9090" if "docker" in script.name else "127.0.0.1|8181"
@@ -39,6 +40,13 @@ def test_default_listen_and_no_proxy(script, tmp_path):
     for sub in ("sessions", "uploads"):
         d = tmp_path / "state" / "php" / sub
         assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_missing_state_directory_is_not_made(script, tmp_path):
+    """Making it is app-state.sh's question (it refuses and names the mount), not the server's."""
+    done = run(script, tmp_path, PORT="9090")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "state").exists()
 
 
 @pytest.mark.parametrize(("listen", "host", "port"), [
