@@ -172,6 +172,20 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds a queue worker runs before it exits and is restarted."),
     Setting(key="service.recurring_interval", default="30min", kind="timespan",
             help="How often the recurring task runs: a systemd time span such as 30min, 1h or 1h 30min."),
+    # -- orchestrators (Swarm stack; helper k8s shares scale.*) --------------
+    Setting(key="scale.replicas", default=2, kind="count",
+            help="Web replicas of the orchestrated deployments (the Swarm stack, Kubernetes). "
+                 "OSCB_REPLICAS overrides it when the stack is deployed. More than 1 needs shared "
+                 "sessions (SESSION_HANDLER=cache with CACHE_ENGINE=redis, or database)."),
+    Setting(key="swarm.stack_name", default="orangescrum", kind="stack_name",
+            help="Name of the Swarm stack `invoke deploy --swarm` deploys (services are <name>_app, ...)."),
+    Setting(key="swarm.edge_image", default="caddy:2.8.4", kind="image",
+            help="Image of the stack's edge proxy: Caddy >= 2.6 (`dynamic a` upstreams) with `caddy` on PATH; "
+                 "point it at your registry's copy."),
+    Setting(key="swarm.secrets", default="SECURITY_SALT,DB_PASSWORD,REDIS_PASSWORD,STORAGE_SECRET_KEY,SMTP_PASSWORD",
+            kind="env_keys",
+            help="Settings the Swarm stack hands over as Docker secrets (KEY_FILE=/run/secrets/KEY), "
+                 "comma-separated; the others travel in the env file. Empty: none."),
     # -- installed layout ---------------------------------------------------
     Setting(key="paths.binary", default="/usr/bin/orangescrum", kind="abs_path",
             help="Installed path of the FrankenPHP binary."),
@@ -325,6 +339,18 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScaleConfig:
+    replicas: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwarmConfig:
+    stack_name: str
+    edge_image: str
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class PathsConfig:
     binary: str
     config_dir: str
@@ -389,6 +415,8 @@ class BuildConfig:
     paths: PathsConfig
     package: PackageConfig
     release: ReleaseConfig
+    scale: ScaleConfig
+    swarm: SwarmConfig
     # Per-run intent, beside the settings (not one of them): see RunOptions.
     run: RunOptions = field(default_factory=RunOptions, compare=False)
     # Where each value came from, for messages ("flag --app", "default", ...).
@@ -416,6 +444,9 @@ class BuildConfig:
             "docker": _public(self.docker),
             "service": _public(self.service),
             "paths": _public(self.paths),
+            "scale": _public(self.scale),
+            # The recurring task's interval as a Go duration (a Swarm restart delay).
+            "swarm": {**_public(self.swarm), "recurring_delay": f"{parse_timespan(self.service.recurring_interval) // 10**6}s"},
         }
 
 
@@ -431,6 +462,7 @@ def _public(section: Any) -> dict[str, Any]:
 # (the release separator in both), no '_' or ':' (epoch) surprises.
 VERSION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[KMGTkmgt]?$")
 
 
@@ -475,6 +507,13 @@ def _parse_int(value: Any) -> int:
     if not re.fullmatch(r"[0-9]+", text):
         raise _Bad("is not a non-negative integer", "give a whole number such as 512")
     return int(text)
+
+
+def _parse_count(value: Any) -> int:
+    number = _parse_int(value)
+    if not 1 <= number <= 1000:
+        raise _Bad("is not between 1 and 1000", "give a number of replicas such as 3")
+    return number
 
 
 def _parse_list(value: Any) -> tuple[str, ...]:
@@ -814,6 +853,11 @@ def _parse_listen(value: Any) -> str:
 KINDS: dict[str, Kind] = {
     "bool": Func(_parse_bool),
     "int": Func(_parse_int),
+    "count": Func(_parse_count),
+    "stack_name": Pattern(r"[a-z0-9][a-z0-9_-]{0,39}", "is not a stack name",
+                          "use lowercase letters, digits, '_' and '-' (e.g. orangescrum)"),
+    "env_keys": Relations(ENV_KEY_RE, "is not a setting name",
+                          "use comma-separated names such as DB_PASSWORD,SECURITY_SALT"),
     "epoch": Func(_parse_int),
     "port": Port(),
     "str": Text(),
@@ -1039,6 +1083,8 @@ def resolve(
         docker=DockerConfig(**{k: parsed[f"docker.{k}"] for k in DockerConfig.__dataclass_fields__}),
         service=ServiceConfig(**{k: parsed[f"service.{k}"] for k in ServiceConfig.__dataclass_fields__}),
         paths=PathsConfig(**{k: parsed[f"paths.{k}"] for k in PathsConfig.__dataclass_fields__}),
+        scale=ScaleConfig(**{k: parsed[f"scale.{k}"] for k in ScaleConfig.__dataclass_fields__}),
+        swarm=SwarmConfig(**{k: parsed[f"swarm.{k}"] for k in SwarmConfig.__dataclass_fields__}),
         package=PackageConfig(**{k: parsed[f"package.{k}"] for k in PackageConfig.__dataclass_fields__}),
         release=ReleaseConfig(
             sign_key=parsed["release.sign_key"],
