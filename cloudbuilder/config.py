@@ -83,10 +83,12 @@ class Setting:
     # "setting": persistent, recorded in dist/manifest.json and stage digests;
     # "run": per-run intent (RunOptions), never recorded or digested.
     scope: Literal["setting", "run"] = "setting"
+    # The environment variable, when not the one derived from the key.
+    env: str = ""
 
     @property
     def env_var(self) -> str:
-        return ENV_PREFIX + self.key.replace(".", "_").upper()
+        return self.env or ENV_PREFIX + self.key.replace(".", "_").upper()
 
     @property
     def flag(self) -> str | None:
@@ -173,19 +175,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="service.recurring_interval", default="30min", kind="timespan",
             help="How often the recurring task runs: a systemd time span such as 30min, 1h or 1h 30min."),
     # -- orchestrators (Swarm stack; helper k8s shares scale.*) --------------
-    Setting(key="scale.replicas", default=2, kind="count",
-            help="Web replicas of the orchestrated deployments (the Swarm stack, Kubernetes). "
-                 "OSCB_REPLICAS overrides it when the stack is deployed. More than 1 needs shared "
-                 "sessions (SESSION_HANDLER=cache with CACHE_ENGINE=redis, or database)."),
+    Setting(key="scale.replicas", default=2, kind="count", env="OSCB_REPLICAS",
+            help="Web replicas of the orchestrated deployments (the Swarm stack, Kubernetes); also read by "
+                 "`docker stack deploy` from its environment. More than 1 needs shared sessions "
+                 "(SESSION_HANDLER=cache with CACHE_ENGINE=redis, or database)."),
     Setting(key="swarm.stack_name", default="orangescrum", kind="stack_name",
             help="Name of the Swarm stack `invoke deploy --swarm` deploys (services are <name>_app, ...)."),
     Setting(key="swarm.edge_image", default="caddy:2.8.4", kind="image",
             help="Image of the stack's edge proxy: Caddy >= 2.6 (`dynamic a` upstreams) with `caddy` on PATH; "
                  "point it at your registry's copy."),
-    Setting(key="swarm.secrets", default="SECURITY_SALT,DB_PASSWORD,REDIS_PASSWORD,STORAGE_SECRET_KEY,SMTP_PASSWORD",
+    Setting(key="swarm.secrets", default="SECURITY_SALT,DB_PASSWORD,REDIS_PASSWORD",
             kind="env_keys",
             help="Settings the Swarm stack hands over as Docker secrets (KEY_FILE=/run/secrets/KEY), "
-                 "comma-separated; the others travel in the env file. Empty: none."),
+                 "comma-separated (add STORAGE_SECRET_KEY, SMTP_PASSWORD when you set them); the others travel "
+                 "in the env file. Empty: none."),
     # -- installed layout ---------------------------------------------------
     Setting(key="paths.binary", default="/usr/bin/orangescrum", kind="abs_path",
             help="Installed path of the FrankenPHP binary."),
