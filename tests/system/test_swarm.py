@@ -33,10 +33,11 @@ from pathlib import Path
 import pytest
 
 try:
-    from compose_fixtures import ROOT, VALID_SETTINGS, edit_env_example, free_port, invoke
+    from compose_fixtures import ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke, remove_new_untagged
     from infra_images import ensure_infra_images
 except ImportError:  # tests/system became a package
-    from .compose_fixtures import ROOT, VALID_SETTINGS, edit_env_example, free_port, invoke
+    from .compose_fixtures import (ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke,
+                                   remove_new_untagged)
     from .infra_images import ensure_infra_images
 
 pytestmark = pytest.mark.system
@@ -128,9 +129,11 @@ def _build(work: Path, example_app: Path, name: str, version: str, migration: st
 def _infra_file(path: Path, infra, db_password: str, redis_password: str) -> None:
     path.write_text(f"""\
 # PostgreSQL and Redis for the swarm test (services of the same stack: its network).
+# dnsrr: a service VIP needs IPVS, which these kernels lack.
 services:
   postgres:
     image: {infra.postgres}
+    deploy: {{endpoint_mode: dnsrr}}
     environment:
       POSTGRES_DB: orangescrum
       POSTGRES_USER: orangescrum
@@ -139,6 +142,7 @@ services:
   redis:
     image: {infra.redis}
     command: ["redis-server", "--requirepass", "{redis_password}"]
+    deploy: {{endpoint_mode: dnsrr}}
     networks: [backend]
 networks:
   backend:
@@ -147,22 +151,27 @@ networks:
 
 
 def _remove_stack(stack: str) -> None:
+    """`docker stack rm`, then whatever is left of it by label: containers, networks, volumes."""
     docker("stack", "rm", stack, check=False)
     label = f"label=com.docker.stack.namespace={stack}"
 
     def gone() -> bool:
-        return not (docker("service", "ls", "-q", "--filter", label).stdout.split()
-                    or docker("ps", "-aq", "--filter", label).stdout.split()
-                    or docker("network", "ls", "-q", "--filter", label).stdout.split())
+        return not (docker("service", "ls", "-q", "--filter", label, check=False).stdout.split()
+                    or docker("network", "ls", "-q", "--filter", label, check=False).stdout.split())
 
     try:
-        wait_for(f"the stack {stack} to be gone", gone, timeout=120)
-    finally:
-        for container in docker("ps", "-aq", "--filter", label).stdout.split():
-            docker("rm", "-f", "-v", container, check=False)
-        volumes = docker("volume", "ls", "-q", "--filter", label).stdout.split()
-        if volumes:
-            docker("volume", "rm", "-f", *volumes, check=False)
+        wait_for(f"the stack {stack} to be gone", gone, timeout=90)
+    except AssertionError:
+        pass  # removed by force below
+    for container in docker("ps", "-aq", "--filter", label, check=False).stdout.split():
+        docker("rm", "-f", "-v", container, check=False)
+    for network in docker("network", "ls", "-q", "--filter", label, check=False).stdout.split():
+        docker("network", "rm", network, check=False)
+    for _ in range(10):  # a volume is released a moment after its last container
+        volumes = docker("volume", "ls", "-q", "--filter", label, check=False).stdout.split()
+        if not volumes or docker("volume", "rm", "-f", *volumes, check=False).returncode == 0:
+            break
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -186,15 +195,13 @@ def swarm(docker_client, tmp_path_factory, example_app):
            # KEY_FILE (helper `settings`) is not in this branch yet: every setting travels in the env file.
            "OSCB_SWARM_SECRETS": "", "SOURCE_DATE_EPOCH": "1700000000"}
     started_swarm = False
-    images: list[str] = []
+    before = {i.id for i in docker_client.images.list(all=True)}
     try:
         if swarm_state() == "inactive":
             docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             started_swarm = True
         v1 = _build(work, example_app, "v1", "4.0.0", None, env)
-        images.append(v1)
         v2 = _build(work, example_app, "v2", V2, V2_MIGRATION, env)
-        images.append(v2)
         db_password, redis_password = f"Db-{secrets.token_hex(12)}", f"Rd-{secrets.token_hex(12)}"
         settings = {**VALID_SETTINGS, "DB_HOST": "postgres", "DB_PASSWORD": db_password, "REDIS_HOST": "redis",
                     "REDIS_PASSWORD": redis_password, "QUEUE_URL": f"redis://:{redis_password}@redis:6379/1"}
@@ -218,12 +225,15 @@ def swarm(docker_client, tmp_path_factory, example_app):
         s.deploy_log = done.stderr
         yield s
     finally:
-        _remove_stack(stack)
-        for image in images:
-            docker("rmi", image, check=False)
-            docker("rmi", image.rsplit(":", 1)[0] + ":latest", check=False)
-        if started_swarm:
-            docker("swarm", "leave", "--force")
+        try:
+            _remove_stack(stack)
+        finally:
+            for tag in ("4.0.0", V2, "latest"):
+                docker("rmi", f"{repository}:{tag}", check=False)
+            logs = sorted(work.glob("dist-v*/logs/*.log"))
+            remove_new_untagged(docker_client, built_ids([p for p in logs if not p.name.startswith("base-")]), before)
+            if started_swarm:
+                docker("swarm", "leave", "--force")
 
 
 def _try(fn, *args):
