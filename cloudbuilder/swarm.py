@@ -164,12 +164,13 @@ def service_problem(state: ServiceState, *, since: str = "", rolling_back: bool 
         return f"{state.name}: update {status}: {update.get('Message', '')}".rstrip(": ")
     wanted = ((state.spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
     image = _image(state.spec.get("TaskTemplate") or {})
-    current = [t for t in state.tasks if t.get("DesiredState") in ("running", "complete")
-               and _image(t.get("Spec") or {}) == image]
+    mine = [t for t in state.tasks if _image(t.get("Spec") or {}) == image]
     if state.name.endswith("_recurring"):
-        if any(_task_state(t) in ("running", "complete") for t in current):
+        # Between runs the finished task is shut down and the next one waits, `ready`, for its delay.
+        if any(_task_state(t) in ("running", "complete") for t in mine):
             return None
-        return f"{state.name}: no run started yet ({', '.join(sorted({_task_state(t) for t in current})) or 'no task'})"
+        return f"{state.name}: no run started yet ({', '.join(sorted({_task_state(t) for t in mine})) or 'no task'})"
+    current = [t for t in mine if t.get("DesiredState") == "running"]
     running = [t for t in current if _task_state(t) == "running"]
     if len(running) >= wanted:
         return None

@@ -192,7 +192,11 @@ def test_an_automatic_rollback_is_a_failed_deploy_but_the_goal_of_rollback():
 
 
 def test_recurring_is_converged_once_a_run_started():
-    assert swarm.service_problem(_service("s_recurring", [_task("complete", desired="complete")], 1)) is None
+    # after a run: the finished task is shut down, the next one waits (`ready`) for its delay
+    between = [_task("complete", desired="shutdown"), _task("ready", desired="ready")]
+    assert swarm.service_problem(_service("s_recurring", between, 1)) is None
+    assert swarm.service_problem(_service("s_recurring", [_task("complete", "img:1", desired="shutdown")], 1)) == \
+        "s_recurring: no run started yet (no task)"
     assert swarm.service_problem(_service("s_recurring", [_task("preparing")], 1)) == \
         "s_recurring: no run started yet (preparing)"
 
