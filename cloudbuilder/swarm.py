@@ -128,7 +128,8 @@ def _task_state(task: Mapping) -> str:
 
 def job_result(state: ServiceState) -> tuple[str, str]:
     """("complete" | "failed" | "running", detail) of a job's current iteration."""
-    mine = [t for t in state.tasks if (t.get("JobIteration") or {}).get("Index") == state.job_iteration]
+    # The engine's JSON leaves a zero Index out.
+    mine = [t for t in state.tasks if (t.get("JobIteration") or {}).get("Index", 0) == (state.job_iteration or 0)]
     if any(_task_state(t) == "complete" for t in mine):
         return "complete", ""
     failed = [t for t in mine if _task_state(t) in _FAILED]
@@ -250,7 +251,7 @@ def service_state(name: str) -> ServiceState | None:
     tasks = json.loads(_docker("inspect", "--type", "task", *ids, check=False).stdout or "[]") if ids else []
     job = (service.get("JobStatus") or {}).get("JobIteration") or {}
     return ServiceState(name=name, spec=service.get("Spec") or {}, tasks=tuple(tasks),
-                        update=service.get("UpdateStatus"), job_iteration=job.get("Index"))
+                        update=service.get("UpdateStatus"), job_iteration=job.get("Index", 0) if "JobStatus" in service else None)
 
 
 def _logs(service: str) -> str:

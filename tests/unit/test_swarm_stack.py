@@ -210,6 +210,10 @@ def test_job_result_looks_at_the_current_iteration_only():
     assert swarm.job_result(failed) == ("failed", "task: non-zero exit (1) (exit code 1)")
     done = swarm.ServiceState(name="s_migrate", spec={}, tasks=(_task("complete", iteration=9),), job_iteration=9)
     assert swarm.job_result(done) == ("complete", "")
+    # the engine's JSON leaves a zero Index out (the first iteration)
+    first = swarm.ServiceState(name="s_migrate", spec={}, tasks=({**_task("complete"), "JobIteration": {}},),
+                               job_iteration=0)
+    assert swarm.job_result(first) == ("complete", "")
 
 
 def test_wait_until_reports_what_did_not_converge_at_the_timeout():
