@@ -120,6 +120,7 @@ class ServiceState:
     tasks: tuple[Mapping, ...]
     update: Mapping | None = None
     job_iteration: int | None = None
+    has_previous: bool = False  # a previous spec to roll back to
 
 
 def _task_state(task: Mapping) -> str:
@@ -251,7 +252,8 @@ def service_state(name: str) -> ServiceState | None:
     tasks = json.loads(_docker("inspect", "--type", "task", *ids, check=False).stdout or "[]") if ids else []
     job = (service.get("JobStatus") or {}).get("JobIteration") or {}
     return ServiceState(name=name, spec=service.get("Spec") or {}, tasks=tuple(tasks),
-                        update=service.get("UpdateStatus"), job_iteration=job.get("Index", 0) if "JobStatus" in service else None)
+                        update=service.get("UpdateStatus"), job_iteration=job.get("Index", 0) if "JobStatus" in service else None,
+                        has_previous=bool(service.get("PreviousSpec")))
 
 
 def _logs(service: str) -> str:
@@ -337,24 +339,34 @@ def deploy_swarm(cfg: BuildConfig, *, wait_timeout: float = WAIT_TIMEOUT) -> Non
                 stack, ", ".join(SERVICES), cfg.docker.host_port)
 
 
+def rollback_targets(stack: str, states: Mapping[str, ServiceState | None]) -> list[str]:
+    """The services of ROLLBACK_SERVICES that have a previous version (the others were never updated)."""
+    missing = [f"{stack}_{s}" for s in ROLLBACK_SERVICES if states.get(s) is None]
+    if missing:
+        raise ConfigError(f"the stack {stack} has no service {', '.join(missing)}: nothing to roll back "
+                          "(swarm.stack_name names the stack)")
+    targets = [s for s in ROLLBACK_SERVICES if states[s].has_previous]  # type: ignore[union-attr]
+    if not targets:
+        raise ConfigError(f"no service of the stack {stack} has a previous version to return to "
+                          "(each was deployed once)")
+    return targets
+
+
 def rollback_swarm(cfg: BuildConfig, *, wait_timeout: float = WAIT_TIMEOUT) -> None:
-    """`docker service rollback` of app, queue and recurring (their previous spec), then wait."""
+    """`docker service rollback` of app, queue and recurring (those with a previous spec), then wait."""
     require_swarm()
     stack = cfg.swarm.stack_name
-    with step(f"Rolling {stack} back to the previous version"):
+    targets = rollback_targets(stack, {s: service_state(f"{stack}_{s}") for s in ROLLBACK_SERVICES})
+    with step(f"Rolling {', '.join(targets)} of {stack} back to the previous version"):
         since = _utcnow()
         for service in ROLLBACK_SERVICES:
+            if service not in targets:
+                logger.info("    %s_%s has no previous version: left as it is", stack, service)
+                continue
             name = f"{stack}_{service}"
-            state = service_state(name)
-            if state is None:
-                raise ConfigError(f"the stack {stack} has no service {name}: nothing to roll back "
-                                  "(swarm.stack_name names the stack)")
-            done = _docker("service", "rollback", "--detach", name, check=False, level=logging.INFO)
-            if done.returncode != 0:
-                raise BuildError(f"`docker service rollback {name}` failed (a service deployed only once has "
-                                 f"no previous version):\n" + _indent(done.stderr or done.stdout, 10))
-    with step(f"Waiting until {', '.join(ROLLBACK_SERVICES)} converged"):
-        _wait_services(stack, ROLLBACK_SERVICES, wait_timeout, since=since, rolling_back=True)
+            _docker("service", "rollback", "--detach", name, level=logging.INFO)
+    with step(f"Waiting until {', '.join(targets)} converged"):
+        _wait_services(stack, targets, wait_timeout, since=since, rolling_back=True)
     logger.info("    %s: rolled back (the database schema stays migrated: migrations are forward-only)", stack)
 
 

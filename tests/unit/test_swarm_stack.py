@@ -223,3 +223,15 @@ def test_wait_until_reports_what_did_not_converge_at_the_timeout():
     assert problems == ["s_app: 2/3 running (running, running, starting)", "(waited 10 s)"]
     assert swarm.wait_until(lambda: ["s_app: update paused: x"], 10, what="x", stop=lambda p: True,
                             clock=lambda: 0.0, sleep=lambda s: None) == ["s_app: update paused: x"]
+
+
+def test_rollback_takes_the_services_that_have_a_previous_version():
+    def state(previous: bool) -> swarm.ServiceState:
+        return swarm.ServiceState(name="x", spec={}, tasks=(), has_previous=previous)
+
+    assert swarm.rollback_targets("s", {"app": state(True), "queue": state(False), "recurring": state(True)}) == \
+        ["app", "recurring"]
+    with pytest.raises(ConfigError, match="no service of the stack s has a previous version"):
+        swarm.rollback_targets("s", {"app": state(False), "queue": state(False), "recurring": state(False)})
+    with pytest.raises(ConfigError, match="has no service s_queue"):
+        swarm.rollback_targets("s", {"app": state(True), "queue": None, "recurring": state(True)})
