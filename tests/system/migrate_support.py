@@ -167,3 +167,28 @@ def guest_env_file(guest, text: str) -> None:
     guest.ok("umask 027; cat > /etc/orangescrum/orangescrum.env.new && chgrp orangescrum "
              "/etc/orangescrum/orangescrum.env.new && mv /etc/orangescrum/orangescrum.env.new "
              "/etc/orangescrum/orangescrum.env", input=text)
+
+
+# --------------------------------------------------------------------------
+# Compose stacks of these builds
+# --------------------------------------------------------------------------
+
+
+def compose_sql(stack, sql: str) -> str:
+    """``sql`` in the stack's `postgres` service (the infra profile), as the app's database owner."""
+    return stack("exec", "-T", "postgres", "psql", "-X", "-At", "-h", "/tmp", "-U", "orangescrum", "-d", "orangescrum",
+                 "-c", sql).stdout.strip()
+
+
+def compose_schema(stack) -> list[str]:
+    return compose_sql(stack, "SELECT version FROM schema_migrations ORDER BY version").split()
+
+
+def remove_images(client, repository: str, builds) -> None:
+    """The runtime images ``invoke docker.image`` tagged for ``builds`` (version and latest)."""
+    for build in builds:
+        for tag in (build.version, "latest"):
+            try:
+                client.images.remove(f"{repository}:{tag}")
+            except Exception:  # noqa: BLE001 - already gone
+                pass

@@ -27,7 +27,17 @@ import urllib.request
 import pytest
 from compose_fixtures import VALID_SETTINGS, Compose, edit_env_example, free_port
 from infra_images import ensure_infra_images
-from migrate_support import FAILURE_REASON, V1_MIGRATIONS, V2_MIGRATION, V2_TABLE, build_version, make_app_versions
+from migrate_support import (
+    FAILURE_REASON,
+    V1_MIGRATIONS,
+    V2_MIGRATION,
+    V2_TABLE,
+    build_version,
+    compose_schema,
+    compose_sql,
+    make_app_versions,
+    remove_images,
+)
 
 pytestmark = pytest.mark.system
 
@@ -60,25 +70,14 @@ def builds(docker_client, tmp_path_factory, example_app):
             made.append(build_version(app, dist, settings, image=True))
         yield made, token
     finally:
-        for build in made:
-            for tag in (build.version, "latest"):
-                try:
-                    docker_client.images.remove(f"{repository}:{tag}")
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+        remove_images(docker_client, repository, made)
 
 
-def schema(stack: Compose) -> list[str]:
-    sql = "SELECT version FROM schema_migrations ORDER BY version"
-    out = stack("exec", "-T", "postgres", "psql", "-X", "-At", "-h", "/tmp", "-U", "orangescrum", "-d", "orangescrum",
-                "-c", sql).stdout
-    return out.split()
+schema = compose_schema
 
 
 def table_exists(stack: Compose, name: str) -> bool:
-    out = stack("exec", "-T", "postgres", "psql", "-X", "-At", "-h", "/tmp", "-U", "orangescrum", "-d", "orangescrum",
-                "-c", f"SELECT to_regclass('{name}') IS NOT NULL").stdout
-    return out.strip() == "t"
+    return compose_sql(stack, f"SELECT to_regclass('{name}') IS NOT NULL") == "t"
 
 
 def state(stack: Compose, service: str) -> dict:
