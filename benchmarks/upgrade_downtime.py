@@ -140,9 +140,12 @@ def compose_run(args, work: Path, v1_app: Path, v2_app: Path) -> list[str]:
         stack.cwd = builds[1].docker_tree
         loop.upgrade_start = loop.samples[-1][0] if loop.samples else 0.0
         began = time.monotonic()
-        stack("up", "-d", *COMPOSE_SERVICES, timeout=600)
+        upgraded = stack("up", "-d", *COMPOSE_SERVICES, timeout=600, check=False)
         loop.upgrade_end = loop.upgrade_start + (time.monotonic() - began)
         thread.join()
+        if upgraded.returncode != 0:
+            raise RuntimeError(f"the upgrade failed: {upgraded.stderr[-500:]}\n"
+                               + stack("logs", "--no-color", "--tail", "20", "migrate", check=False).stdout)
         return [*loop.report("compose"), schema_line("compose", compose_schema(stack))]
     finally:
         stack.purge()
