@@ -161,6 +161,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="docker.memory_limit", default="1g", kind="size", help="Memory limit of the app container."),
     Setting(key="docker.queue_memory_limit", default="512m", kind="size",
             help="Memory limit of the queue container."),
+    # The `infra` profile of docker-compose.yaml (development only): image references,
+    # so that an air-gapped user points them at a mirror or at local builds.
+    Setting(key="docker.postgres_image", default="postgres:15-alpine", kind="image",
+            help="Image of the `infra` profile's PostgreSQL (development only). Any image that takes "
+                 "POSTGRES_DB, POSTGRES_USER and POSTGRES_PASSWORD and keeps its data in "
+                 "/var/lib/postgresql/data, like the official postgres image."),
+    Setting(key="docker.redis_image", default="redis:7-alpine", kind="image",
+            help="Image of the `infra` profile's Redis (development only): runs "
+                 "`redis-server --requirepass PASSWORD` like the official redis image."),
+    Setting(key="docker.minio_image", default="minio/minio:latest", kind="image",
+            help="Image of the `infra` profile's S3 store (development only): runs `server /data` with "
+                 "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD like the official minio image."),
     # -- the native deployment (systemd) ------------------------------------
     Setting(key="service.user", default="orangescrum", kind="name", help="System user the services run as."),
     Setting(key="service.listen", default="127.0.0.1:8080", kind="listen",
@@ -204,6 +216,10 @@ SETTINGS: tuple[Setting, ...] = (
                  "/var/cache (the units' CacheDirectory=; emptied on removal)."),
     Setting(key="app_webroot", default="webroot", kind="relpath",
             help="Document root inside the app (CakePHP: webroot)."),
+    Setting(key="app.migrate_command", default="bin/cake.php migrations migrate", kind="app_command",
+            help="Console command (a PHP script of the app and its arguments, run with the binary's php-cli) "
+                 "that migrates the database before a new version serves: the one-shot Compose service "
+                 "`migrate` and orangescrum-migrate.service run it. Empty: no migration step."),
     Setting(key="app_external_symlinks", default=False, kind="bool",
             help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
                  "binary they reach the server's own files. Default: refuse, naming each link."),
@@ -276,6 +292,11 @@ def defaults_tree() -> dict[str, Any]:
     for s in SETTINGS:
         node = tree
         *parents, leaf = s.key.split(".")
+        if parents and parents[0] in BY_KEY:
+            # Below a setting that is itself a value (app.migrate_command under app):
+            # the dotted key, flat (invoke.yaml writes it so too).
+            tree[s.key] = s.default
+            continue
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = s.default
@@ -327,6 +348,9 @@ class DockerConfig:
     host_port: int
     memory_limit: str
     queue_memory_limit: str
+    postgres_image: str
+    redis_image: str
+    minio_image: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -407,6 +431,8 @@ class BuildConfig:
     app: Path
     app_webroot: str
     app_external_symlinks: bool
+    # app.migrate_command as words (empty: no migration step).
+    app_migrate_command: tuple[str, ...]
     binary: Path | None
     version: str
     dist_dir: Path
@@ -442,6 +468,7 @@ class BuildConfig:
         return {
             "version": self.version,
             "app_webroot": self.app_webroot,
+            "app_migrate_command": self.app_migrate_command,
             "source_date_epoch": self.source_date_epoch,
             "builder": _public(self.builder),
             "docker": _public(self.docker),
@@ -845,6 +872,27 @@ class Extensions(_Required):
         return exts
 
 
+# One word of an app console command: what a shell, an ExecStart= line, YAML and
+# a Dockerfile ENV all read the same way unquoted (no quotes, '$', '%', '*', spaces).
+COMMAND_WORD_RE = re.compile(r"[A-Za-z0-9_./:=@+,-]+")
+
+
+def _parse_app_command(value: Any) -> tuple[str, ...]:
+    """``SCRIPT ARG...`` (e.g. bin/cake.php migrations migrate) as words; empty: none."""
+    words = tuple(_as_str(value).split())
+    if not words:
+        return ()
+    fix = ("give a PHP script of the app (a relative path such as bin/cake.php) and its arguments, separated "
+           "by spaces, each of letters, digits and . _ / : = @ + , - (e.g. bin/cake.php migrations migrate), "
+           "or nothing to disable the step")
+    if not REL_PATH.fullmatch(words[0]) or ".." in words[0].split("/"):
+        raise _Bad(f"does not start with a script path inside the app ({words[0]!r})", fix)
+    bad = [w for w in words if not COMMAND_WORD_RE.fullmatch(w)]
+    if bad:
+        raise _Bad(f"has a word with a character no generated file carries unquoted ({bad[0]!r})", fix)
+    return words
+
+
 def _parse_listen(value: Any) -> str:
     text = _as_str(value)
     m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):([0-9]+)", text)
@@ -894,6 +942,7 @@ KINDS: dict[str, Kind] = {
     "size": Pattern(SIZE_RE, "is not a size", "use a number with an optional K, M, G or T suffix (e.g. 1G)"),
     "name": Pattern(NAME_RE, "is not a valid user name", "use lowercase letters, digits, '_' and '-'"),
     "listen": Func(_parse_listen),
+    "app_command": Func(_parse_app_command),
     "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
                        "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
     "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
@@ -1064,6 +1113,7 @@ def resolve(
         app=app,
         app_webroot=parsed["app_webroot"],
         app_external_symlinks=parsed["app_external_symlinks"],
+        app_migrate_command=parsed["app.migrate_command"],
         binary=path("binary"),
         version=version,
         dist_dir=path("dist_dir") or cwd / "dist",
@@ -1212,7 +1262,8 @@ def describe(cfg: BuildConfig, keys: Iterable[str] = ()) -> list[tuple[str, str,
         if keys and s.key not in keys:
             continue
         value = value_of(cfg, s.key)
-        shown = ",".join(value) if isinstance(value, tuple) else "" if value is None else str(value)
+        joiner = " " if s.kind == "app_command" else ","
+        shown = joiner.join(value) if isinstance(value, tuple) else "" if value is None else str(value)
         rows.append((s.key, shown, cfg.source_of(s.key)))
     return rows
 
@@ -1221,6 +1272,8 @@ def value_of(cfg: BuildConfig, key: str) -> Any:
     """The resolved value of a setting (or run option) ``key``, as the config holds it."""
     s = BY_KEY[key]
     section, _, leaf = key.rpartition(".")
+    if section in BY_KEY:  # app.migrate_command: a flat field beside the value `app`
+        return getattr(cfg, key.replace(".", "_"))
     obj: Any = cfg.run if s.scope == "run" else getattr(cfg, section) if section else cfg
     return getattr(obj, leaf)
 
