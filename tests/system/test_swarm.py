@@ -34,11 +34,11 @@ import pytest
 
 try:
     from compose_fixtures import ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke, remove_new_untagged
+    from infra_images import ensure_infra_images
 except ImportError:  # tests/system became a package
     from .compose_fixtures import (ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke,
                                    remove_new_untagged)
-# PostgreSQL 15 / Redis 7 images built here (tests/system/infra_images.py).
-ensure_infra_images = pytest.importorskip("infra_images", reason="tests/system/infra_images.py is missing").ensure_infra_images
+    from .infra_images import ensure_infra_images
 
 pytestmark = pytest.mark.system
 
