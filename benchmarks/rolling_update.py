@@ -10,11 +10,12 @@ one action happens:
             the service has its replicas running again
     none    only the load
 
-    python benchmarks/rolling_update.py --url http://127.0.0.1:8080 --path /slow \\
+    python benchmarks/rolling_update.py --url http://127.0.0.1:8080 --path /version --path /slow \\
         --service orangescrum_app --action update --image orangescrum/orangescrum:4.0.1
 
 Prints requests, failures (any answer but 200, or no answer), p50/p99 latency
-and the action's duration; --json prints the same figures as JSON. A request
+and the action's duration; --json prints the figures as JSON on stdout (the report
+goes to stderr then). A request
 is counted as failed, never retried by this client: retries are the edge's job.
 """
 
@@ -47,32 +48,34 @@ class LoadResult:
 
 
 class Load:
-    """``requests`` GETs of ``url + path`` from ``clients`` threads, stopped after ``limit`` seconds."""
+    """``requests`` GETs of ``url`` + each of ``paths`` in turn from ``clients`` threads, stopped after
+    ``limit`` seconds."""
 
-    def __init__(self, url: str, path: str, *, requests: int, clients: int, limit: float, field_name: str = "app"):
+    def __init__(self, url: str, paths: list[str], *, requests: int, clients: int, limit: float,
+                 field_name: str = "app"):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.path, self.total, self.clients, self.limit, self.field = path, requests, clients, limit, field_name
+        self.paths, self.total, self.clients, self.limit, self.field = path, requests, clients, limit, field_name
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._issued = 0
         self._threads: list[threading.Thread] = []
         self._deadline = 0.0
 
-    def _next(self) -> bool:
+    def _next(self) -> str | None:
         with self._lock:
             if self._issued >= self.total or time.monotonic() >= self._deadline:
-                return False
+                return None
             self._issued += 1
-            return True
+            return self.paths[self._issued % len(self.paths)]
 
     def _client(self) -> None:
-        while self._next():
+        while (path := self._next()) is not None:
             started = time.monotonic()
             error, answer = None, None
             try:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                conn.request("GET", self.path)
+                conn.request("GET", path)
                 resp = conn.getresponse()
                 body = resp.read()
                 conn.close()
@@ -149,7 +152,7 @@ def action_kill(service: str, timeout: float = 180) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    load = Load(args.url, args.path, requests=args.requests, clients=args.clients, limit=args.time_limit)
+    load = Load(args.url, args.path or ["/slow"], requests=args.requests, clients=args.clients, limit=args.time_limit)
     load.start()
     time.sleep(args.warmup)
     started = time.monotonic()
@@ -170,7 +173,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="the edge proxy, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--path", default="/slow", help="route to load (default /slow: ~200 ms of work)")
+    parser.add_argument("--path", action="append",
+                        help="route to load; repeat it to alternate between routes (default /slow: ~200 ms of work)")
     parser.add_argument("--service", help="the Swarm service the action applies to (STACK_app)")
     parser.add_argument("--action", choices=("update", "kill", "none"), default="update")
     parser.add_argument("--image", help="update: the new image")
@@ -185,14 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "update" and not args.image:
         parser.error("--image is needed for --action update")
     figures = run(args)
+    # With --json the figures go to stdout as JSON and the report to stderr.
+    out = sys.stderr if args.json else sys.stdout
     if args.json:
         print(json.dumps(figures, sort_keys=True))
-    else:
-        print(f"action {figures['action']} of {args.service or '-'}: {figures['action_seconds']:.1f} s")
-        print(f"requests {figures['requests']}, failures {figures['failures']} {figures['errors'] or ''}".rstrip())
-        print(f"latency p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms ({args.path}, "
-              f"{args.clients} clients)")
-        print(f"answers {figures['answers']}")
+    routes = ", ".join(args.path or ["/slow"])
+    print(f"action {figures['action']} of {args.service or '-'}: {figures['action_seconds']:.1f} s", file=out)
+    print(f"requests {figures['requests']}, failures {figures['failures']} {figures['errors'] or ''}".rstrip(),
+          file=out)
+    print(f"latency p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms ({routes}, "
+          f"{args.clients} clients)", file=out)
+    print(f"answers {figures['answers']}", file=out)
     return 0
 
 

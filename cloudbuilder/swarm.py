@@ -61,7 +61,8 @@ class StackEnv:
                 "ORANGESCRUM_SECRETS_VERSION": self.secrets_version}
 
 
-def split_secrets(values: Mapping[str, str], keys: Iterable[str], source: Path) -> tuple[dict[str, str], dict[str, str]]:
+def split_secrets(values: Mapping[str, str], keys: Iterable[str],
+                  source: Path) -> tuple[dict[str, str], dict[str, str]]:
     """(the env file without ``keys``, the values of ``keys``). A key that is not set is an error:
     Swarm refuses empty secrets, and the service would read an empty KEY_FILE."""
     keys = tuple(keys)
@@ -252,7 +253,8 @@ def service_state(name: str) -> ServiceState | None:
     tasks = json.loads(_docker("inspect", "--type", "task", *ids, check=False).stdout or "[]") if ids else []
     job = (service.get("JobStatus") or {}).get("JobIteration") or {}
     return ServiceState(name=name, spec=service.get("Spec") or {}, tasks=tuple(tasks),
-                        update=service.get("UpdateStatus"), job_iteration=job.get("Index", 0) if "JobStatus" in service else None,
+                        update=service.get("UpdateStatus"),
+                        job_iteration=job.get("Index", 0) if "JobStatus" in service else None,
                         has_previous=bool(service.get("PreviousSpec")))
 
 

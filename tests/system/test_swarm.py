@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 
 try:
-    from compose_fixtures import ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke, remove_new_untagged
+    from compose_fixtures import (ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke,
+                                  remove_new_untagged)
     from infra_images import ensure_infra_images
 except ImportError:  # tests/system became a package
     from .compose_fixtures import (ROOT, VALID_SETTINGS, built_ids, edit_env_example, free_port, invoke,
@@ -248,7 +249,7 @@ def bench(s: Swarm, *args: str) -> dict:
                            *args], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout)
-    print(f"\nrolling_update.py {' '.join(args)}: {figures}")
+    print(f"\nbenchmarks/rolling_update.py {' '.join(args)}:\n{done.stderr}")
     return figures
 
 
@@ -292,8 +293,9 @@ def test_rolling_update_under_load_has_no_failed_request(swarm):
     migrate = swarm.service("migrate")
     # The deployer's order: the migration job of v2 first (it must complete), then the web replicas.
     docker("service", "update", "--detach=false", "--quiet", "--image", swarm.v2, migrate, timeout=300)
-    figures = bench(swarm, "--path", "/slow", "--service", swarm.service("app"), "--action", "update",
-                    "--image", swarm.v2, "--requests", "4000", "--clients", "8", "--time-limit", "150")
+    figures = bench(swarm, "--path", "/version", "--path", "/slow", "--service", swarm.service("app"),
+                    "--action", "update", "--image", swarm.v2, "--requests", "4000", "--clients", "8",
+                    "--time-limit", "150")
     assert figures["failures"] == 0, figures
     assert figures["update_state"] == "completed"
     assert figures["answers"].get(V2, 0) > 0 and figures["answers"].get("4.0.0", 0) > 0  # both served during it
@@ -311,8 +313,8 @@ def test_rolling_update_under_load_has_no_failed_request(swarm):
 
 
 def test_a_killed_replica_is_healed_with_no_failed_request(swarm):
-    figures = bench(swarm, "--path", "/slow", "--service", swarm.service("app"), "--action", "kill",
-                    "--requests", "1500", "--clients", "8", "--time-limit", "90", "--warmup", "3")
+    figures = bench(swarm, "--path", "/version", "--path", "/slow", "--service", swarm.service("app"),
+                    "--action", "kill", "--requests", "1500", "--clients", "8", "--time-limit", "90", "--warmup", "3")
     assert figures["healed"] is True
     assert figures["failures"] == 0, figures
 
