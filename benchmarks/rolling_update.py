@@ -55,7 +55,7 @@ class Load:
                  field_name: str = "app"):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.paths, self.total, self.clients, self.limit, self.field = path, requests, clients, limit, field_name
+        self.paths, self.total, self.clients, self.limit, self.field = paths, requests, clients, limit, field_name
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._issued = 0
