@@ -327,3 +327,27 @@ def test_invoke_deploy_swarm_rollback_returns_to_the_previous_version(swarm):
     status, body = swarm.get("/version")
     assert status == 200 and body["app"] == "4.0.0"
     assert {t["Spec"]["ContainerSpec"]["Image"] for t in running(swarm.service("app"))} == {swarm.v1}
+
+
+# The entrypoint turns KEY_FILE into KEY for the settings `validate-env.sh --secret-keys` lists.
+KEY_FILE_READY = "--secret-keys" in (ROOT / "docker" / "entrypoint.sh").read_text()
+
+
+@pytest.mark.skipif(not KEY_FILE_READY, reason="the entrypoint does not read KEY_FILE yet (helper settings)")
+def test_secrets_travel_as_docker_secrets_not_in_the_service_spec(swarm):
+    keys = ("DB_PASSWORD", "REDIS_PASSWORD", "SECURITY_SALT")
+    work = swarm.env_file.parent
+    done = invoke("deploy", "--swarm", "--no-image", "--env-file", str(swarm.env_file),
+                  env={**swarm.env, "OSCB_DIST_DIR": str(work / "dist-v1"), "OSCB_APP": str(work / "app-v1"),
+                       "OSCB_SWARM_SECRETS": ",".join(keys)})
+    assert done.returncode == 0, done.stderr[-4000:]
+    (app,) = json.loads(docker("service", "inspect", swarm.service("app")).stdout)
+    container_spec = app["Spec"]["TaskTemplate"]["ContainerSpec"]
+    env = dict(e.split("=", 1) for e in container_spec["Env"])
+    assert {f"{k}_FILE" for k in keys} <= set(env) and not set(keys) & set(env)
+    assert swarm.db_password not in json.dumps(app) and swarm.redis_password not in json.dumps(app)
+    assert sorted(s["File"]["Name"] for s in container_spec["Secrets"]) == sorted(keys)
+    # the replicas read them: the database (DB_PASSWORD) and the sessions (REDIS_PASSWORD) work
+    status, body = swarm.get("/version")
+    assert status == 200 and body["schema"]["pending"] == []
+    assert swarm.get("/session")[1]["store"] == "redis"
