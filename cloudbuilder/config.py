@@ -83,12 +83,10 @@ class Setting:
     # "setting": persistent, recorded in dist/manifest.json and stage digests;
     # "run": per-run intent (RunOptions), never recorded or digested.
     scope: Literal["setting", "run"] = "setting"
-    # The environment variable, when not the one derived from the key.
-    env: str = ""
 
     @property
     def env_var(self) -> str:
-        return self.env or ENV_PREFIX + self.key.replace(".", "_").upper()
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
 
     @property
     def flag(self) -> str | None:
@@ -186,11 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
             help="Seconds a queue worker runs before it exits and is restarted."),
     Setting(key="service.recurring_interval", default="30min", kind="timespan",
             help="How often the recurring task runs: a systemd time span such as 30min, 1h or 1h 30min."),
-    # -- orchestrators (Swarm stack; helper k8s shares scale.*) --------------
-    Setting(key="scale.replicas", default=2, kind="count", env="OSCB_REPLICAS",
-            help="Web replicas of the orchestrated deployments (the Swarm stack, Kubernetes); also read by "
-                 "`docker stack deploy` from its environment. More than 1 needs shared sessions "
-                 "(SESSION_HANDLER=cache with CACHE_ENGINE=redis, or database)."),
+    # -- the Swarm stack (`invoke deploy --swarm`; scale.replicas below) ------
     Setting(key="swarm.stack_name", default="orangescrum", kind="stack_name",
             help="Name of the Swarm stack `invoke deploy --swarm` deploys (services are <name>_app, ...)."),
     Setting(key="swarm.edge_image", default="caddy:2.8.4", kind="image",
@@ -223,6 +217,43 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="app_external_symlinks", default=False, kind="bool",
             help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
                  "binary they reach the server's own files. Default: refuse, naming each link."),
+    # -- scaling and Kubernetes (`invoke dist.kubernetes`: dist/kubernetes) ------
+    Setting(key="scale.replicas", default=1, kind="count",
+            help="Web replicas of an orchestrated deployment (Kubernetes, Swarm); the pods get it as OSCB_REPLICAS. "
+                 "More than 1 needs shared sessions (Redis)."),
+    Setting(key="kubernetes.namespace", default="orangescrum", kind="dns_label",
+            help="Namespace of every resource in dist/kubernetes."),
+    Setting(key="kubernetes.image", default=None, kind="opt_image",
+            help="Image the pods run. Default: <docker.image_name>:<version as a Docker tag> (what `docker.image` "
+                 "tags), never pulled (imagePullPolicy: Never: no registry serves it); push it to a registry "
+                 "the cluster pulls from and name it here (then pulled when missing)."),
+    Setting(key="kubernetes.max_replicas", default=None, kind="opt_count",
+            help="Upper bound of the web HorizontalPodAutoscaler (its lower bound is scale.replicas). "
+                 "Default: scale.replicas (no autoscaling)."),
+    Setting(key="kubernetes.cpu_request", default="250m", kind="cpu",
+            help="CPU request of each pod (the autoscaler's utilisation is relative to it), e.g. 250m or 1."),
+    Setting(key="kubernetes.cpu_target", default=70, kind="count",
+            help="Average CPU utilisation (percent of the request) the web autoscaler aims at."),
+    Setting(key="kubernetes.storage_class", default=None, kind="opt_dns_subdomain",
+            help="StorageClass of the state PersistentVolumeClaim (ReadWriteMany: NFS, CephFS, EFS, Azure Files, ...). "
+                 "Default: the cluster's default class."),
+    Setting(key="kubernetes.state_size", default="10G", kind="size",
+            help="Size requested for the state PersistentVolumeClaim (G means GiB)."),
+    Setting(key="kubernetes.tmp_medium", default="disk", kind="choice", choices=("disk", "memory"),
+            help="emptyDir medium of TMPDIR, where the binary extracts the app: disk, or memory (a tmpfs that "
+                 "counts against the pod's memory limit)."),
+    Setting(key="kubernetes.tmp_size", default="1G", kind="size",
+            help="sizeLimit of the TMPDIR emptyDir (the extracted app and its caches)."),
+    Setting(key="kubernetes.ingress_host", default=None, kind="opt_hostname",
+            help="Host name of an Ingress in front of the web Service. Unset: no Ingress."),
+    Setting(key="kubernetes.ingress_class", default=None, kind="opt_dns_subdomain",
+            help="ingressClassName of the Ingress. Default: the cluster's default class."),
+    Setting(key="kubernetes.ingress_tls_secret", default=None, kind="opt_dns_subdomain",
+            help="Secret with the Ingress's TLS certificate (kubernetes.io/tls). Unset: no tls section."),
+    Setting(key="kubernetes.recurring_schedule", default=None, kind="opt_cron",
+            help="Cron schedule of the recurring task's CronJob. Default: service.recurring_interval as cron "
+                 "(minutes dividing an hour, hours dividing a day, 1d, 1w; another interval gets the longest of "
+                 "those not longer than it, with a warning)."),
     # -- OS packages (`invoke package.deb`, `package.rpm`) ---------------------
     Setting(key="package.backend", default="auto", kind="choice", choices=("auto", "fpm", "nfpm"),
             help="Packager: fpm (Ruby gem, 1.x) or nfpm. auto takes, per format, fpm for xz and nfpm "
@@ -366,11 +397,6 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScaleConfig:
-    replicas: int
-
-
-@dataclass(frozen=True, kw_only=True)
 class SwarmConfig:
     stack_name: str
     edge_image: str
@@ -412,6 +438,28 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScaleConfig:
+    replicas: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConfig:
+    namespace: str
+    image: str | None
+    max_replicas: int | None
+    cpu_request: str
+    cpu_target: int
+    storage_class: str | None
+    state_size: str
+    tmp_medium: Literal["disk", "memory"]
+    tmp_size: str
+    ingress_host: str | None
+    ingress_class: str | None
+    ingress_tls_secret: str | None
+    recurring_schedule: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Per-run intent: what this invocation should do, not what the artifacts are.
 
@@ -445,6 +493,7 @@ class BuildConfig:
     package: PackageConfig
     release: ReleaseConfig
     scale: ScaleConfig
+    kubernetes: KubernetesConfig
     swarm: SwarmConfig
     # Per-run intent, beside the settings (not one of them): see RunOptions.
     run: RunOptions = field(default_factory=RunOptions, compare=False)
@@ -476,7 +525,8 @@ class BuildConfig:
             "paths": _public(self.paths),
             "scale": _public(self.scale),
             # The recurring task's interval as a Go duration (a Swarm restart delay).
-            "swarm": {**_public(self.swarm), "recurring_delay": f"{parse_timespan(self.service.recurring_interval) // 10**6}s"},
+            "swarm": {**_public(self.swarm),
+                      "recurring_delay": f"{parse_timespan(self.service.recurring_interval) // 10**6}s"},
         }
 
 
@@ -537,13 +587,6 @@ def _parse_int(value: Any) -> int:
     if not re.fullmatch(r"[0-9]+", text):
         raise _Bad("is not a non-negative integer", "give a whole number such as 512")
     return int(text)
-
-
-def _parse_count(value: Any) -> int:
-    number = _parse_int(value)
-    if not 1 <= number <= 1000:
-        raise _Bad("is not between 1 and 1000", "give a number of replicas such as 3")
-    return number
 
 
 def _parse_list(value: Any) -> tuple[str, ...]:
@@ -703,6 +746,19 @@ def _parse_relations(value: Any, pattern: re.Pattern[str], problem: str, fix: st
 def parse_license(text: str) -> str | None:
     """``text`` when it can go into a License: field as it is (an SPDX expression), else None."""
     return text if LICENSE_RE.fullmatch(text) and not control_chars(text) else None
+
+
+# Kubernetes object names (RFC 1123) and CronJob schedules (five fields of cron characters).
+DNS_LABEL_RE = re.compile(r"(?=.{1,63}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+CRON_RE = re.compile(r"[0-9*/,A-Za-z?-]+(?: [0-9*/,A-Za-z?-]+){4}")
+
+
+def _parse_count(value: Any) -> int:
+    number = _parse_int(value)
+    if number < 1:
+        raise _Bad("is not a positive integer", "give a whole number of at least 1")
+    return number
 
 
 # -- the kinds: one parser object per kind ------------------------------------
@@ -904,7 +960,6 @@ def _parse_listen(value: Any) -> str:
 KINDS: dict[str, Kind] = {
     "bool": Func(_parse_bool),
     "int": Func(_parse_int),
-    "count": Func(_parse_count),
     "stack_name": Pattern(r"[a-z0-9][a-z0-9_-]{0,39}", "is not a stack name",
                           "use lowercase letters, digits, '_' and '-' (e.g. orangescrum)"),
     "env_keys": Relations(ENV_KEY_RE, "is not a setting name",
@@ -943,6 +998,16 @@ KINDS: dict[str, Kind] = {
     "name": Pattern(NAME_RE, "is not a valid user name", "use lowercase letters, digits, '_' and '-'"),
     "listen": Func(_parse_listen),
     "app_command": Func(_parse_app_command),
+    # -- scaling and Kubernetes ------------------------------------------------
+    "count": Func(_parse_count),
+    "dns_label": Pattern(DNS_LABEL_RE, "is not a DNS label (RFC 1123)",
+                         "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
+    "dns_subdomain": Pattern(DNS_SUBDOMAIN_RE, "is not a DNS subdomain name (RFC 1123)",
+                             "use lowercase letters, digits, '-' and '.', e.g. nfs-client", max_len=253),
+    "hostname": Pattern(DNS_SUBDOMAIN_RE, "is not a host name",
+                        "use a lowercase DNS name such as orangescrum.example.com (no scheme, port or path)", max_len=253),
+    "cpu": Pattern(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", "is not a CPU quantity", "use millicores such as 250m, or cores such as 1"),
+    "cron": Pattern(CRON_RE, "is not a five-field cron schedule", "use e.g. */30 * * * * (minute hour day month weekday)"),
     "pkgname": Pattern(r"[a-z0-9][a-z0-9+.-]+", "is not a valid package name",
                        "use lowercase letters, digits, '+', '-' and '.' (e.g. orangescrum)"),
     "pkgrelease": Pattern(r"[0-9][A-Za-z0-9.+~]*", "is not a valid package release",
@@ -1136,7 +1201,6 @@ def resolve(
         docker=DockerConfig(**{k: parsed[f"docker.{k}"] for k in DockerConfig.__dataclass_fields__}),
         service=ServiceConfig(**{k: parsed[f"service.{k}"] for k in ServiceConfig.__dataclass_fields__}),
         paths=PathsConfig(**{k: parsed[f"paths.{k}"] for k in PathsConfig.__dataclass_fields__}),
-        scale=ScaleConfig(**{k: parsed[f"scale.{k}"] for k in ScaleConfig.__dataclass_fields__}),
         swarm=SwarmConfig(**{k: parsed[f"swarm.{k}"] for k in SwarmConfig.__dataclass_fields__}),
         package=PackageConfig(**{k: parsed[f"package.{k}"] for k in PackageConfig.__dataclass_fields__}),
         release=ReleaseConfig(
@@ -1146,6 +1210,8 @@ def resolve(
             repo_url=parsed["release.repo_url"],
             changelog=path("release.changelog"),
         ),
+        scale=ScaleConfig(**{k: parsed[f"scale.{k}"] for k in ScaleConfig.__dataclass_fields__}),
+        kubernetes=KubernetesConfig(**{k: parsed[f"kubernetes.{k}"] for k in KubernetesConfig.__dataclass_fields__}),
         sources=sources,
         github_token=environ.get("GITHUB_TOKEN") or None,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import runner
 from .config import BuildConfig
-from .envcheck import require_valid_env, validator_path
+from .envcheck import FILES_ELSEWHERE, require_valid_env, validator_path
 from .errors import BuildError, ConfigError, EnvInvalidError, PrerequisiteError
 from .log import logger, step
 from .workspace import Workspace
@@ -169,7 +169,8 @@ def require_valid_service_env(cfg: BuildConfig, env_file: Path) -> None:
             "(its message may quote a value)")
     environment = json.loads(done.stdout)["services"]["app"].get("environment") or {}
     env = {k: "" if v is None else str(v) for k, v in environment.items()}
-    checked = runner.run(["sh", str(validator_path()), "--environ", "--quiet"], what="validate-env.sh --environ",
+    checked = runner.run(["sh", str(validator_path()), "--environ", "--quiet", *FILES_ELSEWHERE],
+                         what="validate-env.sh --environ",
                          env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=60)
     if checked.returncode != 0:
         raise EnvInvalidError(
@@ -183,7 +184,7 @@ def require_valid_service_env(cfg: BuildConfig, env_file: Path) -> None:
 def check_env(cfg: BuildConfig) -> Path:
     """The deployment env file, validated as a file (before any work: no docker needed)."""
     env_file = deploy_env_file(cfg)
-    require_valid_env(env_file)
+    require_valid_env(env_file, files_elsewhere=True)
     return env_file
 
 

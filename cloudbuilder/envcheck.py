@@ -6,6 +6,7 @@ native units and the package postinst run it too); this module only calls it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,24 @@ class EnvReport:
         return self.exit_code == 0
 
 
-def validate_env_file(path: Path) -> EnvReport:
-    done = runner.run(["sh", str(validator_path()), str(path)], what="validate-env.sh", timeout=60)
+# On the build or deploying machine, KEY_FILE=/run/secrets/... names a path
+# on the target (the container, the installed host): KEY counts as set and the
+# file is not read here. The entrypoint and the units check the file there.
+FILES_ELSEWHERE = ("--secret-files-elsewhere",)
+
+
+def validate_env_file(path: Path, *, files_elsewhere: bool = False,
+                      environ: Mapping[str, str] | None = None) -> EnvReport:
+    """``environ``: the validator's environment (None: ours), e.g. with the OSCB_REPLICAS a deployment sets."""
+    options = FILES_ELSEWHERE if files_elsewhere else ()
+    done = runner.run(["sh", str(validator_path()), *options, str(path)], what="validate-env.sh", timeout=60,
+                      env=environ)
     return EnvReport(path, done.returncode, (done.stdout + done.stderr).strip())
 
 
-def require_valid_env(path: Path) -> EnvReport:
-    report = validate_env_file(path)
+def require_valid_env(path: Path, *, files_elsewhere: bool = False,
+                      environ: Mapping[str, str] | None = None) -> EnvReport:
+    report = validate_env_file(path, files_elsewhere=files_elsewhere, environ=environ)
     if not report.valid:
         raise EnvInvalidError(
             f"{path} is not a valid deployment env file:\n{report.output}\n"

@@ -1,6 +1,6 @@
 """The pipeline: one ordered list of stages over a shared context.
 
-    binary -> dist.docker -> dist.native -> docker.image -> deploy -> package -> release
+    binary -> dist.docker -> dist.native -> dist.kubernetes -> docker.image -> deploy -> package -> release
 
 Each stage is a small object with ``name``, ``needs_engine(ctx)``,
 ``precheck(ctx)`` (fail before any work), ``plan(ctx)`` (pure: would it run,
@@ -193,6 +193,46 @@ class AssembleStage(_Base):
         return AssembleResult(self.flavor, tree, up_to_date=True)
 
 
+class KubernetesStage(_Base):
+    """dist/kubernetes: manifests from the settings; no binary (the pods run the runtime image)."""
+
+    name = "dist.kubernetes"
+
+    def precheck(self, ctx: StageContext) -> None:
+        from .kubernetes import plan_kubernetes
+
+        plan_kubernetes(ctx.settings, ws=ctx.workspace)  # a setting no manifest can carry fails before any work
+
+    def plan(self, ctx: StageContext) -> StagePlan:
+        from .kubernetes import FLAVOR, OPERATOR_FILES, plan_kubernetes
+
+        plan, ws = plan_kubernetes(ctx.settings, ws=ctx.workspace), ctx.workspace
+        if plan.operator_settings:
+            return StagePlan(True, f"secret.yaml is written from {plan.settings_file}")
+        stamp = ws.stamp(FLAVOR)
+        if stamp is None:
+            return StagePlan(True, "not assembled yet")
+        if stamp.inputs == plan.fingerprint() and stamp.intact(plan.dest, skip=OPERATOR_FILES):
+            return StagePlan(False, "up to date")
+        return StagePlan(True, "its sources or settings changed, or the tree was edited")
+
+    def run(self, ctx: StageContext) -> AssembleResult:
+        from .kubernetes import assemble_kubernetes
+
+        where = ctx.workspace.tree("kubernetes")
+        with step(f"Assembling {where}"):
+            result = assemble_kubernetes(ctx.settings, ws=ctx.workspace)
+        logger.info("    %s %s", where, "is up to date" if result.up_to_date else "written")
+        return result
+
+    def up_to_date(self, ctx: StageContext) -> AssembleResult:
+        from .kubernetes import assemble_kubernetes
+
+        result = assemble_kubernetes(ctx.settings, ws=ctx.workspace)  # a no-op; records the tree if the manifest lacks it
+        logger.info("    %s is up to date", result.path)
+        return result
+
+
 # --------------------------------------------------------------------------
 # The runtime image and the deployment
 # --------------------------------------------------------------------------
@@ -307,8 +347,8 @@ class ReleaseStage(_Base):
 
 
 def build_stages(*, deploy: bool) -> list[Stage]:
-    """`invoke build` / `invoke demo`: the binary, both trees, then the image and the deployment."""
-    stages: list[Stage] = [BinaryStage(), *(AssembleStage(f) for f in FLAVORS)]
+    """`invoke build` / `invoke demo`: the binary, the trees and dist/kubernetes, then the image and the deployment."""
+    stages: list[Stage] = [BinaryStage(), *(AssembleStage(f) for f in FLAVORS), KubernetesStage()]
     if deploy:
         stages += [ImageStage(), DeployStage()]
     return stages

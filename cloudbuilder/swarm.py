@@ -308,7 +308,9 @@ def deploy_swarm(cfg: BuildConfig, *, wait_timeout: float = WAIT_TIMEOUT) -> Non
     from .deploy import deploy_env_file
 
     env_file = deploy_env_file(cfg)
-    require_valid_env(env_file)
+    # With the replicas the services are told: above 1 the validator wants shared sessions.
+    require_valid_env(env_file, files_elsewhere=True,
+                      environ={**os.environ, "OSCB_REPLICAS": str(cfg.scale.replicas)})
     require_swarm()
     stack = cfg.swarm.stack_name
     with tempfile.TemporaryDirectory(prefix="oscb-stack-") as work:

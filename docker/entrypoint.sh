@@ -19,6 +19,12 @@
 # to start, with exit status 1, when it is invalid. The report names keys and
 # rules, never values. Then the binary is started with `exec`, so it becomes
 # PID 1 and the SIGTERM of `docker stop` reaches it directly.
+#
+# Secrets as files (Docker and Swarm secrets, Kubernetes secret volumes): for
+# every secret setting (validate-env.sh --secret-keys), KEY_FILE=/path stands
+# for KEY. Once the settings are valid, this script exports KEY with the file's
+# content (one trailing newline stripped) and unsets KEY_FILE before it starts
+# the binary; the value is never on a command line.
 set -eu
 
 # The binary and the validator sit next to this script (/opt/orangescrum).
@@ -40,12 +46,37 @@ die() {
   exit 1
 }
 
+# KEY_FILE=/path -> KEY=<content of /path>, for each secret setting. Runs after
+# the validator, which has checked the files (readable, one line, not both
+# KEY and KEY_FILE) and their content. The shell's own `read` takes the line
+# (no program gets the value, none is needed in the image), so one trailing
+# newline is dropped, as the validator does; the value goes into the
+# environment only.
+load_secret_files() {
+  case $(export -p) in
+    *_FILE=*) ;;
+    *) return 0 ;; # the usual case: no fork per secret setting
+  esac
+  for secret_key in $("$VALIDATE" --secret-keys); do
+    secret_path=$(printenv "${secret_key}_FILE") || continue
+    if [ -n "$secret_path" ]; then
+      [ -f "$secret_path" ] && [ -r "$secret_path" ] || die "${secret_key}_FILE: cannot read the file it names"
+      secret_value=
+      IFS= read -r secret_value <"$secret_path" || : # 1 at a last line without newline: the value is read
+      export "$secret_key=$secret_value"
+    fi
+    unset "${secret_key}_FILE"
+  done
+  unset secret_key secret_path secret_value
+}
+
 # Checks before the application starts; each failure says what to change.
 preflight() {
   # The report goes to stderr with the refusal, so `docker logs` keeps them in order.
   if ! "$VALIDATE" --environ --quiet >&2; then
     die "refusing to start: fix the settings above in your .env, then \`docker compose up -d\`"
   fi
+  load_secret_files
   tmp=${TMPDIR:-/tmp}
   if [ ! -d "$tmp" ] || [ ! -w "$tmp" ]; then
     die "TMPDIR $tmp is not a writable directory: the binary extracts the application there; with a read-only root file system mount a tmpfs on it (compose: tmpfs; docker run: --tmpfs $tmp:exec,uid=$(id -u),gid=$(id -g))"

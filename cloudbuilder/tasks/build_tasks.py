@@ -22,7 +22,7 @@ from .check import run_check
 )
 def build(c, app=None, binary=None, version=None, env_file=None, skip_deploy=False,
           skip_base=False, rebuild_base=False, keep_package=False, check=False):
-    """Build everything: binary, dist/docker, dist/native; then the runtime image and the deployment unless --skip-deploy.
+    """Build everything: binary, dist/docker, dist/native, dist/kubernetes; then the runtime image and the deployment unless --skip-deploy.
 
     Records what it built, and the settings it was given, in dist/manifest.json:
     the later tasks (package.*, docker.image, release) default to them.

@@ -9,6 +9,10 @@
 #        validate-env.sh [-q|--quiet] --environ     check the process environment
 #        validate-env.sh [-q|--quiet] --exec FILE -- COMMAND [ARG...]
 #                                         check FILE, then run COMMAND with its values
+#        validate-env.sh --secret-keys   print the settings that accept KEY_FILE
+#        --secret-files-elsewhere (with FILE or --environ): the KEY_FILE paths
+#                  are paths in the container, not here: KEY counts as set, the
+#                  file is not read (invoke check/deploy, on the build machine)
 #        validate-env.sh -h|--help
 # exit:  0 valid (warnings allowed), 1 invalid, 2 unreadable file or usage error
 #
@@ -32,6 +36,12 @@
 # UTF-8 without control characters (tab allowed), and a key defined twice
 # takes its last value. docs/CONFIGURATION.md says why, rule by rule.
 #
+# Secrets as files: for each key of SECRET_KEYS, KEY_FILE=/path may stand for
+# KEY (in the file and in the environment): the file's content, one trailing
+# newline stripped, is checked by KEY's rules, and --exec exports it as KEY.
+# KEY and KEY_FILE both set is an error; so is a file that cannot be read
+# (named by its key, never by its content).
+#
 # Safety: the file is parsed here, line by line, as text. It is never sourced,
 # eval'ed or executed, so `X=$(cmd)` or backticks in it are just characters.
 # Values never reach the argument list of another program either (they would
@@ -52,13 +62,36 @@ LC_ALL=C
 export LC_ALL
 
 REQUIRED='DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME SECURITY_SALT FULL_BASE_URL'
-# Every variable OrangeScrum reads (the keys of .env.example): --environ checks
-# these and ignores the rest of the environment, which belongs to other programs.
+# The settings that hold a secret (passwords, the salt, keys, URLs that carry
+# a password). Each also accepts KEY_FILE=/path instead (Docker and Swarm
+# secrets, the convention of the official database images): the content of
+# the file, one trailing newline stripped, is the value. This is the one list:
+# the Docker entrypoint asks for it with --secret-keys.
+# (One line each: these lists are matched as " $LIST " by case patterns.)
+SECRET_KEYS='DB_PASSWORD SECURITY_SALT DATABASE_URL REDIS_PASSWORD QUEUE_URL STORAGE_ACCESS_KEY STORAGE_SECRET_KEY SMTP_PASSWORD EMAIL_API_KEY EMAIL_TRANSPORT_DEFAULT_URL'
+# Every variable OrangeScrum reads (docs/CONFIGURATION.md lists them, the
+# Community Edition's keys are tests/unit/data/ce_env_keys.txt), and the
+# deployment's own: --environ checks these and ignores the rest of the
+# environment, which belongs to other programs.
 KNOWN="$REQUIRED DEBUG
-REDIS_HOST REDIS_PORT REDIS_PASSWORD REDIS_DATABASE
+APP_NAME APP_ENCODING APP_DEFAULT_LOCALE APP_DEFAULT_TIMEZONE APP_TRUSTED_PROXIES
+V2_BASE_URL LOGOUT_CHAIN_URL EDITOR_DOCSERVER_ORIGIN CRITICAL_PATH_ENABLED CRITICAL_PATH_BASE_URL
+DATABASE_URL DATABASE_TEST_URL DB_LOG
+CACHE_ENGINE CACHE_PREFIX CACHE_DEFAULT_URL CACHE_CAKECORE_URL CACHE_CAKEMODEL_URL CACHE_CAKEROUTES_URL CACHE_LANGUAGES_URL
+SESSION_HANDLER SESSION_COOKIE_NAME SESSION_COOKIE_SECURE SESSION_COOKIE_SAMESITE SESSION_COOKIE_DOMAIN CSRF_COOKIE_NAME
+LOG_DEBUG_URL LOG_ERROR_URL LOG_QUERIES_URL LOG_AUTH_URL LOG_CRON_URL LOG_GITSYNC_URL LOG_ATTENDANCE_LEAVE_URL
+LOG_DUMMYDATA_URL LOG_EMAIL_URL LOG_CRITICAL_PATH_URL LOG_TASK_ERROR_URL
+REDIS_HOST REDIS_PORT REDIS_PASSWORD REDIS_DATABASE REDIS_PREFIX REDIS_TIMEOUT REDIS_PERSISTENT
+MEMCACHED_SERVER MEMCACHED_PORT MEMCACHED_PREFIX MEMCACHED_LOG
 QUEUE_URL QUEUE_WORKER_MAX_RUNTIME QUEUE_WORKER_SLEEP
 STORAGE_ENDPOINT STORAGE_ACCESS_KEY STORAGE_SECRET_KEY STORAGE_BUCKET STORAGE_REGION STORAGE_PATH_STYLE
-SMTP_HOST SMTP_PORT SMTP_USERNAME SMTP_PASSWORD SMTP_TLS FROM_EMAIL SSL_CERT_FILE"
+EMAIL_TRANSPORT EMAIL_TRANSPORT_DEFAULT_URL EMAIL_API_KEY
+SMTP_HOST SMTP_PORT SMTP_USERNAME SMTP_PASSWORD SMTP_TLS FROM_EMAIL NOTIFY_EMAIL SSL_CERT_FILE
+HTTPS HTTP_HOST HTTP_X_FORWARDED_PROTO SCRIPT_NAME OSCB_REPLICAS"
+for key in $SECRET_KEYS; do KNOWN="$KNOWN ${key}_FILE"; done
+# Keys whose empty value the application does not read as its default
+# (CakePHP's env() returns '' for a variable that is set but empty).
+EMPTY_NOT_DEFAULT='APP_ENCODING APP_DEFAULT_LOCALE APP_DEFAULT_TIMEZONE SESSION_COOKIE_NAME SESSION_COOKIE_SECURE CSRF_COOKIE_NAME CRITICAL_PATH_ENABLED REDIS_TIMEOUT MEMCACHED_SERVER MEMCACHED_PORT MEMCACHED_LOG EMAIL_TRANSPORT'
 MAX_LINE=8192
 DOCS=docs/CONFIGURATION.md
 
@@ -112,6 +145,9 @@ usage: validate-env.sh [-q|--quiet] [FILE]       check FILE (default: ./.env)
        validate-env.sh [-q|--quiet] --exec FILE -- COMMAND [ARG...]
                                           check FILE; if valid, run COMMAND with
                                           FILE's values in its environment
+       validate-env.sh --secret-keys             print the settings that accept KEY_FILE
+  --secret-files-elsewhere   KEY_FILE paths are paths in a container: count KEY
+                             as set without reading the file
        validate-env.sh -h|--help
 
 Checks OrangeScrum's settings without running anything from the file and
@@ -122,7 +158,9 @@ Exit status: 0 valid (warnings allowed), 1 invalid, 2 unreadable file or usage e
 FILE holds KEY=VALUE lines that systemd, Docker Compose and python-dotenv read
 alike: KEY=VALUE (no '\', '$' or ' #' in VALUE), KEY='VALUE', KEY="VALUE"
 (\" and \\ only, no '$'), '#' comments on their own lines, UTF-8, no
-'export', no line continuation. See docs/CONFIGURATION.md.
+'export', no line continuation. A secret setting may be given as
+KEY_FILE=/path instead: the file's content (one trailing newline stripped) is
+the value. See docs/CONFIGURATION.md.
 EOF
 }
 
@@ -136,14 +174,21 @@ usage_error() {
 
 quiet=0
 environ=0
+files_elsewhere=0
 exec_mode=0
 file=
 have_file=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h | --help) usage; exit 0 ;;
+	--secret-keys)
+		# shellcheck disable=SC2086 # one name per line
+		printf '%s\n' $SECRET_KEYS
+		exit 0
+		;;
 	-q | --quiet) quiet=1 ;;
 	--environ) environ=1 ;;
+	--secret-files-elsewhere) files_elsewhere=1 ;;
 	--exec)
 		# --exec FILE -- COMMAND [ARG...]: validate FILE, then run COMMAND with
 		# FILE's values exported by this shell (never on a command line).
@@ -171,6 +216,9 @@ if [ "$exec_mode" = 0 ] && [ $# -gt 0 ]; then
 fi
 if [ "$environ" = 1 ] && [ "$have_file" = 1 ]; then
 	usage_error '--environ and FILE exclude each other'
+fi
+if [ "$files_elsewhere" = 1 ] && [ "$exec_mode" = 1 ]; then
+	usage_error '--secret-files-elsewhere and --exec exclude each other (--exec exports the files it reads)'
 fi
 [ "$have_file" = 1 ] || file=.env
 [ -n "$file" ] || usage_error 'FILE is empty'
@@ -348,7 +396,9 @@ check_count() { # KEY VALUE: a non-negative integer (seconds, a database number)
 	esac
 }
 
-check_url() { # VALUE
+# url_host URL: the host of an http:// or https:// URL in $host (empty when
+# it has another scheme, no host or a blank), the text after the scheme in $rest.
+url_host() {
 	case $1 in
 	http://*) rest=${1#http://} ;;
 	https://*) rest=${1#https://} ;;
@@ -363,6 +413,13 @@ check_url() { # VALUE
 	case $1 in
 	*[[:space:]]*) host= ;;
 	esac
+}
+
+base_host='' fullbase_https=0
+check_url() { # VALUE
+	url_host "$1"
+	base_host=$host
+	case $1 in https://*) fullbase_https=1 ;; esac
 	if [ -z "$host" ]; then
 		note error 'FULL_BASE_URL: must start with http:// or https:// and name a host'
 		return 0
@@ -375,14 +432,133 @@ check_url() { # VALUE
 	esac
 }
 
-check_email() { # VALUE
-	case $1 in
+check_email() { # KEY VALUE
+	case $2 in
 	*[[:space:]\<\>\"]* | *@*@* | @* | *@ | *@.* | *. | *..*) ok=0 ;;
 	?*@?*) ok=1 ;;
 	*) ok=0 ;;
 	esac
 	if [ "$ok" = 0 ]; then
-		note error 'FROM_EMAIL: must look like an e-mail address (local@domain)'
+		note error "$1: must look like an e-mail address (local@domain)"
+	fi
+}
+
+# The spellings of a boolean that every reader takes alike. PHP's
+# filter_var(..., FILTER_VALIDATE_BOOLEAN), which the application uses, also
+# reads yes/on/no/off, and reads every other value (a typo) as false.
+check_bool() { # KEY VALUE
+	case $2 in
+	[Tt][Rr][Uu][Ee] | [Ff][Aa][Ll][Ss][Ee] | 1 | 0) ;;
+	*) note error "$1: must be true, false, 1 or 0 (the application reads any other value as false)" ;;
+	esac
+}
+
+check_http() { # KEY VALUE: an http:// or https:// URL with a host
+	url_host "$2"
+	[ -n "$host" ] || note error "$1: must start with http:// or https:// and name a host"
+}
+
+# check_scheme KEY VALUE SCHEMES HINT: a CakePHP DSN (SCHEME://...) whose
+# scheme is one of SCHEMES (CakePHP picks the engine class by the scheme).
+check_scheme() {
+	scheme=${2%%://*}
+	case $scheme in
+	"$2" | '' | *[!a-z0-9+.-]*) scheme= ;;
+	esac
+	case " $3 " in
+	*" $scheme "*) [ -n "$scheme" ] || note error "$1: must start with SCHEME:// where SCHEME is one of: $3 ($4)" ;;
+	*) note error "$1: must start with SCHEME:// where SCHEME is one of: $3 ($4)" ;;
+	esac
+	case $2 in
+	*[[:space:]]*) note error "$1: must not contain blanks (URL-encode them: %20)" ;;
+	esac
+}
+
+check_database_url() { # VALUE
+	check_scheme DATABASE_URL "$1" postgres 'postgres://USER:PASSWORD@HOST:5432/NAME; the binary has only the PostgreSQL driver'
+	case $1 in
+	postgres://*)
+		rest=${1#postgres://}
+		host=${rest%%[/?#]*}
+		host=${host##*@}
+		host=${host%%:*}
+		[ -n "$host" ] || note error 'DATABASE_URL: must name a host (postgres://USER:PASSWORD@HOST:5432/NAME)'
+		;;
+	esac
+}
+
+check_cookie_name() { # KEY VALUE
+	case $2 in
+	*[!A-Za-z0-9_-]*) ok=0 ;;
+	*[A-Za-z]*) ok=1 ;;
+	*) ok=0 ;;
+	esac
+	[ "$ok" = 1 ] || note error "$1: must be a cookie name: letters, digits, '_' and '-', with at least one letter"
+}
+
+cookie_domain=
+check_cookie_domain() { # VALUE
+	case $1 in
+	.* | *. | *..* | *[!A-Za-z0-9.-]*)
+		note error 'SESSION_COOKIE_DOMAIN: must be a host name such as tasks.example.com (no scheme, port, path or leading dot)'
+		;;
+	*) cookie_domain=$1 ;;
+	esac
+}
+
+check_trusted_proxies() { # VALUE: *, or a comma-separated list of addresses
+	[ "$1" != '*' ] || return 0
+	IFS=,
+	for item in $1; do
+		IFS=$ifs_default
+		ltrim "$item"
+		rtrim "$trimmed"
+		case $trimmed in
+		*/*)
+			note error 'APP_TRUSTED_PROXIES: the application compares each entry with the client address exactly, so a range (/) never matches; list the proxy addresses, or *'
+			return 0
+			;;
+		*[!0-9A-Fa-f.:]*)
+			note error 'APP_TRUSTED_PROXIES: must be * or a comma-separated list of IP addresses (host names never match the client address)'
+			return 0
+			;;
+		esac
+	done
+	IFS=$ifs_default
+}
+
+# Values a session handler keeps where every replica sees them.
+session_handler='' cache_engine='' cache_url_scheme='' email_transport='' samesite='' cookie_secure='' replicas=''
+have_api_key=0 secrets_direct=' ' secrets_from_file=' ' reading_secret_file=0 file_exports='' file_keys=''
+
+# KEY_FILE=PATH: KEY's value is PATH's content, one trailing newline stripped.
+check_secret_file() { # KEY PATH
+	secrets_from_file="$secrets_from_file$1 "
+	known "$1" # whatever happens: no "is required but not set" as well
+	if [ "$files_elsewhere" = 1 ]; then
+		[ "$1" != EMAIL_API_KEY ] || have_api_key=1
+		return 0
+	fi
+	if [ ! -f "$2" ] || [ ! -r "$2" ] || ! (: <"$2") 2>/dev/null; then
+		note error "${1}_FILE: cannot read the file it names (missing, not a regular file, or no read permission for this user); fix the path or the file's owner and mode"
+		[ "$1" != EMAIL_API_KEY ] || have_api_key=1 # named: one error is enough
+		return 0
+	fi
+	content='' count=0
+	while IFS= read -r part || [ -n "$part" ]; do
+		count=$((count + 1))
+		[ "$count" -le 2 ] || break
+		if [ "$count" = 1 ]; then content=$part; else content=$content$nl$part; fi
+	done <"$2"
+	case $content in
+	*"$nl"*) note error "${1}_FILE: the file has more than one line; a secret file holds the value on one line (a trailing newline is ignored)"; return 0 ;;
+	*"$cr") note error "${1}_FILE: the file ends with a carriage return (Windows line ending); convert it with: dos2unix"; return 0 ;;
+	esac
+	reading_secret_file=1
+	check_pair "$1" "$content"
+	reading_secret_file=0
+	if [ "$exec_mode" = 1 ]; then
+		file_exports="$file_exports$1=$content$nl" file_keys="$file_keys${1}_FILE$nl"
 	fi
 }
 
@@ -394,16 +570,33 @@ check_pair() { # KEY VALUE
 	case $1 in
 	SMTP_HOST) if [ -n "$2" ]; then smtp_host_set=1; fi ;;
 	SMTP_PORT) if [ -n "$2" ]; then smtp_port_set=1; fi ;;
+	*_FILE)
+		case " $SECRET_KEYS " in
+		*" ${1%_FILE} "*)
+			[ -z "$2" ] || check_secret_file "${1%_FILE}" "$2"
+			return 0
+			;;
+		esac
+		;;
 	esac
 	if [ -z "$2" ]; then # empty means unset: only required keys care
 		case " $REQUIRED " in
 		*" $1 "*) note error "$1: is required but empty" ;;
 		esac
+		case " $EMPTY_NOT_DEFAULT " in
+		*" $1 "*) note warning "$1: is empty, which the application reads as an empty value, not as its default; remove the line (or comment it out) to get the default" ;;
+		esac
 		return 0
+	fi
+	if [ "$reading_secret_file" = 0 ]; then
+		case " $SECRET_KEYS " in
+		*" $1 "*) secrets_direct="$secrets_direct$1 " ;;
+		esac
 	fi
 	case $1 in
 	SECURITY_SALT) check_salt "$2"; return 0 ;;
 	DB_PASSWORD | STORAGE_SECRET_KEY | REDIS_PASSWORD | SMTP_PASSWORD) check_secret "$1" "$2"; return 0 ;;
+	EMAIL_API_KEY) have_api_key=1 ;;
 	esac
 	if is_placeholder "$2"; then
 		note error "$1: is still a placeholder from .env.example; set a real value"
@@ -425,9 +618,149 @@ check_pair() { # KEY VALUE
 		*) note error 'STORAGE_PATH_STYLE: must be true or false' ;;
 		esac
 		;;
-	FROM_EMAIL) check_email "$2" ;;
-	QUEUE_WORKER_MAX_RUNTIME | QUEUE_WORKER_SLEEP | REDIS_DATABASE) check_count "$1" "$2" ;;
+	FROM_EMAIL | NOTIFY_EMAIL) check_email "$1" "$2" ;;
+	QUEUE_WORKER_MAX_RUNTIME | QUEUE_WORKER_SLEEP | REDIS_DATABASE | REDIS_TIMEOUT) check_count "$1" "$2" ;;
+	DB_LOG | REDIS_PERSISTENT | MEMCACHED_LOG | CRITICAL_PATH_ENABLED | SMTP_TLS) check_bool "$1" "$2" ;;
+	SESSION_COOKIE_SECURE) check_bool "$1" "$2"; cookie_secure=$2 ;;
+	DATABASE_URL | DATABASE_TEST_URL | QUEUE_URL | EMAIL_TRANSPORT_DEFAULT_URL | \
+		CACHE_DEFAULT_URL | CACHE_CAKECORE_URL | CACHE_CAKEMODEL_URL | CACHE_CAKEROUTES_URL | CACHE_LANGUAGES_URL | \
+		LOG_DEBUG_URL | LOG_ERROR_URL | LOG_QUERIES_URL | LOG_AUTH_URL | LOG_CRON_URL | LOG_GITSYNC_URL | \
+		LOG_ATTENDANCE_LEAVE_URL | LOG_DUMMYDATA_URL | LOG_EMAIL_URL | LOG_CRITICAL_PATH_URL | LOG_TASK_ERROR_URL | \
+		V2_BASE_URL | LOGOUT_CHAIN_URL | CRITICAL_PATH_BASE_URL | STORAGE_ENDPOINT | EDITOR_DOCSERVER_ORIGIN)
+		check_url_setting "$1" "$2" # (the URL settings by name: another *_URL is not OrangeScrum's)
+		;;
+	CACHE_ENGINE)
+		case $2 in
+		file | redis | memcached) cache_engine=$2 ;;
+		*) note error 'CACHE_ENGINE: must be file, redis or memcached (lower case; the application silently uses file for any other value)' ;;
+		esac
+		;;
+	SESSION_HANDLER)
+		case $2 in
+		php | cake | database | cache) session_handler=$2 ;;
+		*) note error 'SESSION_HANDLER: must be php, cake, database or cache (CakePHP ignores any other value and keeps PHP file sessions)' ;;
+		esac
+		;;
+	EMAIL_TRANSPORT)
+		case $2 in
+		smtp | sendgrid | default) email_transport=$2 ;;
+		*) note error 'EMAIL_TRANSPORT: must be smtp, sendgrid or default (the name of a configured transport)' ;;
+		esac
+		;;
+	SESSION_COOKIE_SAMESITE)
+		case $2 in
+		[Ll][Aa][Xx] | [Ss][Tt][Rr][Ii][Cc][Tt]) ;;
+		[Nn][Oo][Nn][Ee]) samesite=none ;;
+		*) note error 'SESSION_COOKIE_SAMESITE: must be Lax, Strict or None' ;;
+		esac
+		;;
+	SESSION_COOKIE_NAME | CSRF_COOKIE_NAME) check_cookie_name "$1" "$2" ;;
+	SESSION_COOKIE_DOMAIN) check_cookie_domain "$2" ;;
+	APP_TRUSTED_PROXIES) check_trusted_proxies "$2" ;;
+	APP_DEFAULT_TIMEZONE)
+		case $2 in
+		*[!A-Za-z0-9_+/-]* | /* | */ | *..*) note error 'APP_DEFAULT_TIMEZONE: must be a time zone name such as UTC or Europe/Berlin' ;;
+		esac
+		;;
+	APP_DEFAULT_LOCALE)
+		case $2 in
+		[A-Za-z][A-Za-z] | [A-Za-z][A-Za-z][A-Za-z] | [A-Za-z][A-Za-z][_-][A-Za-z0-9]* | [A-Za-z][A-Za-z][A-Za-z][_-][A-Za-z0-9]*)
+			case $2 in
+			*[!A-Za-z0-9_@.-]*) note error 'APP_DEFAULT_LOCALE: must be a locale such as en_US or de_DE' ;;
+			esac
+			;;
+		*) note error 'APP_DEFAULT_LOCALE: must be a locale such as en_US or de_DE' ;;
+		esac
+		;;
+	APP_ENCODING)
+		case $2 in
+		*[!A-Za-z0-9_.:-]*) note error 'APP_ENCODING: must be a character set name such as UTF-8' ;;
+		esac
+		;;
+	HTTPS | HTTP_HOST | HTTP_X_FORWARDED_PROTO | SCRIPT_NAME)
+		note warning "$1: is a server variable the web server sets for each request, not a setting; remove it (FULL_BASE_URL sets the public address)"
+		;;
+	OSCB_REPLICAS) check_replicas "$2" ;;
 	esac
+}
+
+# The URL settings: which schemes each accepts.
+check_url_setting() { # KEY VALUE
+	case $1 in
+	DATABASE_URL) check_database_url "$2" ;;
+	DATABASE_TEST_URL) ;; # the test suite's, never used by a deployment
+	CACHE_*_URL)
+		check_scheme "$1" "$2" 'file redis memcached array null' 'e.g. redis://redis:6379?database=2'
+		case $1 in
+		CACHE_DEFAULT_URL) cache_url_scheme=$scheme ;;
+		esac
+		;;
+	LOG_*_URL) check_scheme "$1" "$2" 'file console syslog' 'e.g. console:///?stream=php://stderr' ;;
+	EMAIL_TRANSPORT_DEFAULT_URL) check_scheme "$1" "$2" 'smtp mail debug' 'e.g. smtp://USER:PASSWORD@mail.example.com:587?tls=true' ;;
+	QUEUE_URL) check_scheme "$1" "$2" 'redis rediss file' 'e.g. redis://:PASSWORD@redis:6379/1' ;;
+	*) check_http "$1" "$2" ;; # V2_BASE_URL, LOGOUT_CHAIN_URL, CRITICAL_PATH_BASE_URL, STORAGE_ENDPOINT, EDITOR_DOCSERVER_ORIGIN
+	esac
+}
+
+check_replicas() { # VALUE
+	case $1 in
+	*[!0-9]* | 0*) note error 'OSCB_REPLICAS: must be a whole number, 1 or more (the number of web replicas)' ;;
+	*) replicas=$1 ;;
+	esac
+}
+
+# Rules between keys, once every key is known.
+check_combinations() {
+	for key in $SECRET_KEYS; do
+		case "$secrets_direct$secrets_from_file" in
+		*" $key "*" $key "*) note error "$key: is set and ${key}_FILE too; set only one of them (${key}_FILE=/path reads the value from that file)" ;;
+		esac
+	done
+	if [ "$email_transport" = sendgrid ] && [ "$have_api_key" = 0 ]; then
+		note error 'EMAIL_API_KEY: must be set when EMAIL_TRANSPORT is sendgrid'
+	fi
+	if [ "$samesite" = none ]; then
+		case $cookie_secure in
+		[Ff][Aa][Ll][Ss][Ee] | 0) note error 'SESSION_COOKIE_SAMESITE: None needs SESSION_COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)' ;;
+		esac
+	fi
+	case $cookie_secure in
+	[Ff][Aa][Ll][Ss][Ee] | 0)
+		[ "$fullbase_https" = 0 ] || note warning 'SESSION_COOKIE_SECURE: is false although FULL_BASE_URL uses https://; browsers would also send the session cookie over plain http'
+		;;
+	esac
+	if [ -n "$cookie_domain" ] && [ -n "$base_host" ] && [ "$cookie_domain" != "$base_host" ]; then
+		# Host names compare case-insensitively (two forks, only here).
+		lower=$(printf '%s' "$cookie_domain" | tr '[:upper:]' '[:lower:]')
+		lower_base=$(printf '%s' "$base_host" | tr '[:upper:]' '[:lower:]')
+		case $lower in
+		"$lower_base") ;;
+		*) note error 'SESSION_COOKIE_DOMAIN: differs from the host of FULL_BASE_URL; the application redirects every request to SESSION_COOKIE_DOMAIN: set it to that host, or leave it empty' ;;
+		esac
+	fi
+	check_shared_sessions
+}
+
+# With more than one web replica, a session must live where every replica
+# reads it: a user's next request may reach another replica.
+check_shared_sessions() {
+	if [ -z "$replicas" ] && [ "$environ" = 0 ] && [ -n "${OSCB_REPLICAS-}" ]; then
+		check_replicas "$OSCB_REPLICAS" # the caller's environment, when the file does not say
+	fi
+	[ -n "$replicas" ] && [ "$replicas" -gt 1 ] 2>/dev/null || return 0
+	case $session_handler in
+	database) return 0 ;;
+	cache)
+		case ${cache_url_scheme:-$cache_engine} in
+		redis | memcached) return 0 ;;
+		esac
+		note error 'SESSION_HANDLER: is cache, but the cache is per replica (file); with OSCB_REPLICAS above 1 a login breaks whenever a request reaches another replica: set CACHE_ENGINE=redis (or memcached), or SESSION_HANDLER=database'
+		return 0
+		;;
+	cake) what='cake keeps them in files of each replica' ;;
+	*) what='php, the default, keeps them in files of each replica' ;;
+	esac
+	note error "SESSION_HANDLER: OSCB_REPLICAS is above 1 but sessions are not shared ($what): a login breaks whenever a request reaches another replica; set SESSION_HANDLER=database, or SESSION_HANDLER=cache with CACHE_ENGINE=redis"
 }
 
 # Keys the env file must not set. The units set TMPDIR to their private cache
@@ -716,8 +1049,16 @@ check_definitions() {
 }
 
 parse_environ() {
+	# printenv fails for an unset variable; set-but-empty is checked. One
+	# printenv per key would cost a fork for each of the many known keys on
+	# every start, so `export -p` (one fork) says first which ones are set;
+	# a value that happens to contain " KEY=" only costs a needless printenv.
+	exported=$(export -p)
 	for key in $KNOWN; do
-		# printenv fails for an unset variable; set-but-empty is checked.
+		case $exported in
+		*" $key="*) ;;
+		*) continue ;;
+		esac
 		if value=$(printenv "$key"); then
 			known "$key"
 			check_pair "$key" "$value"
@@ -763,6 +1104,7 @@ done
 if [ "$smtp_host_set" = 1 ] && [ "$smtp_port_set" = 0 ]; then
 	note error 'SMTP_PORT: must be set when SMTP_HOST is set'
 fi
+check_combinations
 
 plural() { # COUNT WORD
 	if [ "$1" = 1 ]; then printf '1 %s' "$2"; else printf '%s %ss' "$1" "$2"; fi
@@ -791,11 +1133,24 @@ if [ "$exec_mode" = 1 ]; then
 	# arguments first, before "--": a loop over a named variable would
 	# clobber a key of the same name.
 	if [ "$lc_all_set" = set ]; then LC_ALL=$lc_all_value; else unset LC_ALL; fi
+	# A secret given as KEY_FILE is exported as KEY, with the file's content,
+	# and KEY_FILE is unset (a second validation would see both). Only "$@"
+	# is read from here on: an exported key may have any variable's name.
 	IFS=$nl
-	# shellcheck disable=SC2086 # one "LINE KEY=VALUE" per word
-	set -- $pairs -- "$@"
+	# shellcheck disable=SC2086 # one "LINE KEY=VALUE", "KEY=VALUE" or name per word
+	set -- $pairs -- $file_exports -- $file_keys -- "$@"
 	while [ "$1" != -- ]; do
 		export "${1#* }"
+		shift
+	done
+	shift
+	while [ "$1" != -- ]; do
+		export "${1?}"
+		shift
+	done
+	shift
+	while [ "$1" != -- ]; do
+		unset "$1"
 		shift
 	done
 	shift

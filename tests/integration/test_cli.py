@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-TASKS = ["build", "check", "clean", "demo", "deploy", "dist.docker", "dist.native", "docker.image",
+TASKS = ["build", "check", "clean", "demo", "deploy", "dist.docker", "dist.native", "dist.kubernetes", "docker.image",
          "package.all", "package.deb", "package.rpm", "release"]
 
 

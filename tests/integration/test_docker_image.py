@@ -113,9 +113,10 @@ def image(docker_client, cfg):
 
 
 def run(client, ref: str, *command: str, env: dict | None = None, read_only=True, tmpfs=True, user=None,
-        entrypoint=None) -> tuple[int, str]:
+        entrypoint=None, volumes=None) -> tuple[int, str]:
     container = client.containers.run(
         ref, list(command) or None, detach=True, environment=env or {}, read_only=read_only, labels=TEST_LABEL,
+        volumes=volumes or {},
         tmpfs={"/var/cache/orangescrum": "exec,mode=0700,uid=1000,gid=1000"} if tmpfs else {},
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], network_disabled=True,
         user=user, entrypoint=entrypoint,
@@ -222,6 +223,27 @@ def test_invalid_environment_exits_1_with_the_report(docker_client, image):
 def test_validate_command(docker_client, image):
     code, out = run(docker_client, image["ref"], "validate", env=VALID_ENV)
     assert code == 0 and "validate-env: environment: OK" in out
+
+
+def test_secret_file_mounted_like_a_docker_secret(docker_client, image, tmp_path):
+    """DB_PASSWORD_FILE=/run/secrets/...: the server starts without DB_PASSWORD in its environment settings."""
+    secret = tmp_path / "db_password"
+    secret.write_text(VALID_ENV["DB_PASSWORD"] + "\n")
+    os.chown(secret, 1000, 1000)
+    secret.chmod(0o400)
+    env = {k: v for k, v in VALID_ENV.items() if k != "DB_PASSWORD"}
+    env["DB_PASSWORD_FILE"] = "/run/secrets/db_password"
+    volumes = {str(secret): {"bind": "/run/secrets/db_password", "mode": "ro"}}
+    code, out = run(docker_client, image["ref"], env=env, volumes=volumes)
+    assert code == 0, out
+    assert "fake-binary pid=1 uid=1000" in out and VALID_ENV["DB_PASSWORD"] not in out
+    os.chown(secret, 0, 0)  # a secret the image's user cannot read: refused, named by its key
+    code, out = run(docker_client, image["ref"], env=env, volumes=volumes)
+    assert code == 1 and "fake-binary" not in out
+    assert "error: DB_PASSWORD_FILE: cannot read the file it names" in out
+    code, out = run(docker_client, image["ref"], env={**env, "DB_PASSWORD": VALID_ENV["DB_PASSWORD"]},
+                    volumes=volumes)
+    assert code == 1 and "error: DB_PASSWORD: is set and DB_PASSWORD_FILE too" in out
 
 
 def test_read_only_root_without_the_tmpfs_is_explained(docker_client, image):

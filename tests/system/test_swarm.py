@@ -192,7 +192,7 @@ def swarm(docker_client, tmp_path_factory, example_app):
     port = free_port()
     env = {**os.environ, "OSCB_BUILDER_IMAGE": DEFAULT_STANDIN_IMAGE, "OSCB_DOCKER_RUNTIME_IMAGE": runtime_base,
            "OSCB_DOCKER_IMAGE_NAME": repository, "OSCB_DOCKER_HOST_PORT": str(port),
-           "OSCB_SWARM_STACK_NAME": stack, "OSCB_SWARM_EDGE_IMAGE": edge, "OSCB_REPLICAS": str(REPLICAS),
+           "OSCB_SWARM_STACK_NAME": stack, "OSCB_SWARM_EDGE_IMAGE": edge, "OSCB_SCALE_REPLICAS": str(REPLICAS),
            # KEY_FILE (helper `settings`) is not in this branch yet: every setting travels in the env file.
            "OSCB_SWARM_SECRETS": "", "SOURCE_DATE_EPOCH": "1700000000"}
     started_swarm = False

@@ -149,3 +149,21 @@ def test_compose_config_errors_are_not_quoted(tmp_path, monkeypatch):
     with pytest.raises(EnvInvalidError) as info:
         deploy.require_valid_service_env(make_cfg(tmp_path), tmp_path / "x.env")
     assert "docker compose config --quiet" in str(info.value) and "Zq9" not in str(info.value)
+
+
+def test_secret_files_are_container_paths_for_the_deploy_checks(tmp_path, monkeypatch):
+    """KEY_FILE=/run/secrets/... (Compose or Swarm secrets) exists in the container, not on the deploying host."""
+    cfg = make_cfg(tmp_path)
+    secrets = {k: v for k, v in VALID.items() if k != "DB_PASSWORD"}
+    secrets["DB_PASSWORD_FILE"] = "/run/secrets/db_password-not-on-this-host"
+    fake_config(monkeypatch, secrets)
+    deploy.require_valid_service_env(cfg, tmp_path / "x.env")  # valid: the file is not read here
+    env_file = tmp_path / "x.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in secrets.items() if k != "PORT"))
+    monkeypatch.setattr(deploy, "deploy_env_file", lambda _cfg: env_file)
+    assert deploy.check_env(cfg) == env_file
+    fake_config(monkeypatch, {**secrets, "DB_PASSWORD": SECRET})  # still not both
+    with pytest.raises(EnvInvalidError) as info:
+        deploy.require_valid_service_env(cfg, env_file)
+    assert "error: DB_PASSWORD: is set and DB_PASSWORD_FILE too" in str(info.value)
+    assert SECRET not in str(info.value)

@@ -45,3 +45,20 @@ def test_config_error_is_a_row(tmp_path):
     rows = run_checks(None, "builder.libc='x' (from flag) is not a known choice")
     assert rows_by_name(rows)["config"].failed
     assert "is not a known choice" in format_table(rows)
+
+
+def test_env_file_secret_files_are_paths_on_the_target(tmp_path):
+    """`invoke check --env-file`: KEY_FILE=/run/secrets/... exists where the app runs, not on the build machine."""
+    env_file = tmp_path / "prod.env"
+    settings = {"FULL_BASE_URL": "https://os.example.org", "SECURITY_SALT_FILE": "/run/secrets/salt-not-here",
+                "DB_HOST": "db", "DB_PORT": "5432", "DB_USERNAME": "os", "DB_PASSWORD_FILE": "/run/secrets/db-not-here",
+                "DB_NAME": "os"}
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    cfg = cfg_for(tmp_path, env_file=str(env_file))
+    row = rows_by_name(run_checks(cfg, None, docker_ping=lambda: None, compose_version=lambda: "2.30",
+                                  which=lambda _n: None))["env file"]
+    assert (row.status, row.failed) == ("OK", False), row.detail
+    env_file.write_text(env_file.read_text() + "DB_PASSWORD=Kx7#mQ2!vR9pLw4z\n")  # both: still refused
+    row = rows_by_name(run_checks(cfg, None, docker_ping=lambda: None, compose_version=lambda: "2.30",
+                                  which=lambda _n: None))["env file"]
+    assert row.failed and "DB_PASSWORD: is set and DB_PASSWORD_FILE too" in row.detail

@@ -115,11 +115,11 @@ def test_bad_settings_are_refused_naming_the_key(tmp_path):
         make_cfg(tmp_path, **{"swarm.secrets": "db_password"})
 
 
-def test_replicas_setting_reads_oscb_replicas(tmp_path):
-    from cloudbuilder.config import env_layer
-
-    layer = env_layer({"OSCB_REPLICAS": "5"}, "environment")
-    assert layer.values == {"scale.replicas": "5"}
+def test_every_service_is_told_the_replicas_the_validator_checks_sessions_against(tmp_path):
+    for name in ("stack.yaml", "stack.migrate.yaml"):
+        for service, spec in stack(tmp_path, name, **{"scale.replicas": "4"})["services"].items():
+            if service != "edge":
+                assert spec["environment"]["OSCB_REPLICAS"] == "${OSCB_REPLICAS:-4}", (name, service)
 
 
 def test_caddyfile_proxies_to_the_dnsrr_replicas_with_retries(tmp_path):
@@ -235,3 +235,27 @@ def test_rollback_takes_the_services_that_have_a_previous_version():
         swarm.rollback_targets("s", {"app": state(False), "queue": state(False), "recurring": state(False)})
     with pytest.raises(ConfigError, match="has no service s_queue"):
         swarm.rollback_targets("s", {"app": state(True), "queue": None, "recurring": state(True)})
+
+
+def test_deploy_refuses_sessions_the_replicas_cannot_share_before_any_docker_call(tmp_path, monkeypatch):
+    from cloudbuilder.errors import EnvInvalidError
+
+    def no_docker(*_a, **_k):
+        raise AssertionError("docker must not be called")
+
+    monkeypatch.setattr(swarm, "require_swarm", no_docker)
+    monkeypatch.setattr(swarm, "_docker", no_docker)
+    tree = tmp_path / "dist" / "docker"
+    tree.mkdir(parents=True)
+    for name in ("stack.yaml", "stack.migrate.yaml"):
+        (tree / name).write_text("services: {}\n")
+    good = {"DB_HOST": "db.internal", "DB_PORT": "5432", "DB_USERNAME": "orangescrum", "DB_PASSWORD": "Kx7#mQ2!vR9pLw4z",
+            "DB_NAME": "orangescrum", "SECURITY_SALT": "3f1c9a0b7e2d4c6f8a1b3d5e7f9a0c2e4b6d8f1a3c5e7b9d0f2a4c6e8b1d3f5a",
+            "FULL_BASE_URL": "https://tasks.acme.test", "REDIS_PASSWORD": "Hv4-nT8@qW2#kP6z"}
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in good.items()))  # sessions: php's files
+    with pytest.raises(EnvInvalidError, match="SESSION_HANDLER: OSCB_REPLICAS is above 1"):
+        swarm.deploy_swarm(make_cfg(tmp_path, env_file=str(env_file), **{"scale.replicas": "3"}))
+    # the same file with one replica gets past the validator (to the engine)
+    with pytest.raises(AssertionError, match="docker must not be called"):
+        swarm.deploy_swarm(make_cfg(tmp_path, env_file=str(env_file), **{"scale.replicas": "1"}))
