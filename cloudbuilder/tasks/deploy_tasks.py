@@ -20,7 +20,8 @@ def deploy(c, env_file=None, no_image=False, swarm=False, rollback=False):
     rules, never values) before anything is built or started. Set
     COMPOSE_PROJECT_NAME to run a second stack next to the default `orangescrum`.
 
-    --swarm: on a swarm manager, run the migration job and wait until it
+    --swarm: on a swarm manager, re-assemble dist/docker if its settings changed
+    (swarm.*, scale.replicas), run the migration job and wait until it
     completed, then `docker stack deploy` stack.yaml (swarm.stack_name) and wait
     until every service converged (the web replicas roll over one at a time,
     health-gated); the keys of swarm.secrets travel as Docker secrets.
@@ -41,8 +42,11 @@ def deploy(c, env_file=None, no_image=False, swarm=False, rollback=False):
             if rollback:
                 rollback_swarm(cfg)
                 return
-            if not no_image:
-                run_stages([ImageStage()], StageContext.for_config(cfg))
+            from ..pipeline import AssembleStage
+
+            # The stack files carry settings (swarm.*, scale.replicas): dist/docker is
+            # re-assembled when they changed since the build (a no-op otherwise).
+            run_stages([AssembleStage("docker")] + ([] if no_image else [ImageStage()]), StageContext.for_config(cfg))
             deploy_swarm(cfg)
             return
         ctx = StageContext.for_config(cfg)
