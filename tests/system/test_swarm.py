@@ -340,7 +340,7 @@ def test_secrets_travel_as_docker_secrets_not_in_the_service_spec(swarm):
     done = invoke("deploy", "--swarm", "--no-image", "--env-file", str(swarm.env_file),
                   env={**swarm.env, "OSCB_DIST_DIR": str(work / "dist-v1"), "OSCB_APP": str(work / "app-v1"),
                        "OSCB_SWARM_SECRETS": ",".join(keys)})
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, done.stderr[-8000:]
     (app,) = json.loads(docker("service", "inspect", swarm.service("app")).stdout)
     container_spec = app["Spec"]["TaskTemplate"]["ContainerSpec"]
     env = dict(e.split("=", 1) for e in container_spec["Env"])

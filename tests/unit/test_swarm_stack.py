@@ -67,6 +67,9 @@ def test_queue_and_recurring_are_one_instance_and_recurring_waits_the_interval(t
         assert services[name]["deploy"]["update_config"]["order"] == "stop-first"  # never two at once
     assert services["recurring"]["command"] == ["recurring"]
     assert services["recurring"]["deploy"]["restart_policy"] == {"condition": "any", "delay": "5400s"}
+    # a run that exits is no failed update (Swarm calls an exit within the monitor window one)
+    for key in ("update_config", "rollback_config"):
+        assert services["recurring"]["deploy"][key]["failure_action"] == "continue"
     assert services["queue"]["command"] == ["queue-worker"]
     assert "migrate" not in services  # its own file, deployed first
 
