@@ -335,7 +335,7 @@ KEY_FILE_READY = "--secret-keys" in (ROOT / "docker" / "entrypoint.sh").read_tex
 
 @pytest.mark.skipif(not KEY_FILE_READY, reason="the entrypoint does not read KEY_FILE yet (helper settings)")
 def test_secrets_travel_as_docker_secrets_not_in_the_service_spec(swarm):
-    keys = ("DB_PASSWORD", "REDIS_PASSWORD", "SECURITY_SALT")
+    keys = ("DB_PASSWORD", "REDIS_PASSWORD", "SECURITY_SALT", "QUEUE_URL")  # QUEUE_URL holds the Redis password
     work = swarm.env_file.parent
     done = invoke("deploy", "--swarm", "--no-image", "--env-file", str(swarm.env_file),
                   env={**swarm.env, "OSCB_DIST_DIR": str(work / "dist-v1"), "OSCB_APP": str(work / "app-v1"),
@@ -345,7 +345,8 @@ def test_secrets_travel_as_docker_secrets_not_in_the_service_spec(swarm):
     container_spec = app["Spec"]["TaskTemplate"]["ContainerSpec"]
     env = dict(e.split("=", 1) for e in container_spec["Env"])
     assert {f"{k}_FILE" for k in keys} <= set(env) and not set(keys) & set(env)
-    assert swarm.db_password not in json.dumps(app) and swarm.redis_password not in json.dumps(app)
+    spec = json.dumps(app["Spec"])  # (PreviousSpec is the version before, with the values in its env)
+    assert swarm.db_password not in spec and swarm.redis_password not in spec
     assert sorted(s["File"]["Name"] for s in container_spec["Secrets"]) == sorted(keys)
     # the replicas read them: the database (DB_PASSWORD) and the sessions (REDIS_PASSWORD) work
     status, body = swarm.get("/version")
