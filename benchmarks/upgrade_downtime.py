@@ -110,7 +110,7 @@ def compose_run(args, work: Path, v1_app: Path, v2_app: Path) -> list[str]:
     import docker
     from compose_fixtures import VALID_SETTINGS, Compose, edit_env_example, free_port
     from infra_images import ensure_infra_images
-    from migrate_support import build_version, compose_schema, remove_images
+    from migrate_support import build_version, compose_schema, image_ids, remove_images, remove_stage_images
 
     from cloudbuilder.demo import RUNTIME_PACKAGES, RUNTIME_ROOTFS_NAME
     from cloudbuilder.standin import ensure_rootfs_image
@@ -122,6 +122,7 @@ def compose_run(args, work: Path, v1_app: Path, v2_app: Path) -> list[str]:
     infra = ensure_infra_images(client)
     settings = {"OSCB_DOCKER_RUNTIME_IMAGE": ensure_rootfs_image(client, RUNTIME_ROOTFS_NAME, RUNTIME_PACKAGES),
                 "OSCB_DOCKER_IMAGE_NAME": repository, "OSCB_DOCKER_HOST_PORT": str(port), **infra.settings}
+    before = image_ids(client)
     builds = [build_version(app, work / f"compose-{n}", settings, image=True) for app, n in ((v1_app, "v1"), (v2_app, "v2"))]
     env = {**VALID_SETTINGS, "DB_HOST": "postgres", "DB_PASSWORD": f"Bench-{token}-Db9", "REDIS_HOST": "redis",
            "REDIS_PASSWORD": f"Bench-{token}-Rd9", "QUEUE_URL": f"redis://:Bench-{token}-Rd9@redis:6379/1"}
@@ -150,6 +151,7 @@ def compose_run(args, work: Path, v1_app: Path, v2_app: Path) -> list[str]:
     finally:
         stack.purge()
         remove_images(client, repository, builds)
+        remove_stage_images(client, builds, before)
 
 
 # --------------------------------------------------------------------------
@@ -180,7 +182,14 @@ def native_run(args, work: Path, v1_app: Path, v2_app: Path) -> list[str]:
     )
     from nspawn import BootedDebian
 
-    debs = [build_version(app, work / f"native-{n}", {}, deb=True).deb for app, n in ((v1_app, "v1"), (v2_app, "v2"))]
+    import docker
+    from migrate_support import image_ids, remove_stage_images
+
+    client = docker.from_env()
+    before = image_ids(client)
+    builds = [build_version(app, work / f"native-{n}", {}, deb=True) for app, n in ((v1_app, "v1"), (v2_app, "v2"))]
+    remove_stage_images(client, builds, before)
+    debs = [build.deb for build in builds]
     guest = BootedDebian(postgres_rootfs_tarball(), work / "nspawn" / "rootfs", f"oscb-migrate-bench-{os.getpid()}")
     apt = "</dev/null DEBIAN_FRONTEND=noninteractive apt-get -y -q "
     url = f"http://{BY_KEY['service.listen'].default}/healthz"

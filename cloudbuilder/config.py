@@ -338,7 +338,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key not in BY_KEY:
+        # A mapping below a value setting (app: {migrate_command: ...}) holds the
+        # settings named after it; `app.migrate_command:` as one dotted key works too.
+        if isinstance(v, Mapping) and (key not in BY_KEY or any(f"{key}.{sub}" in BY_KEY for sub in v)):
             out.update(flatten(v, key + "."))
         else:
             out[key] = v

@@ -192,3 +192,18 @@ def remove_images(client, repository: str, builds) -> None:
                 client.images.remove(f"{repository}:{tag}")
             except Exception:  # noqa: BLE001 - already gone
                 pass
+
+
+def image_ids(client) -> set[str]:
+    """Every image id now: what ``remove_stage_images`` keeps."""
+    return {image.id for image in client.images.list(all=True)}
+
+
+def remove_stage_images(client, builds, before: set[str]) -> None:
+    """The untagged stage images the builds' docker builds left (as compose_fixtures does);
+    cached slow fixtures (the base image, the rootfs images) stay."""
+    from docker_support import built_ids, remove_new_untagged
+
+    logs = [log for build in builds for log in sorted((build.dist / "logs").glob("*.log"))
+            if not log.name.startswith("base-")]
+    remove_new_untagged(client, built_ids(logs), before)

@@ -35,8 +35,10 @@ from migrate_support import (
     build_version,
     compose_schema,
     compose_sql,
+    image_ids,
     make_app_versions,
     remove_images,
+    remove_stage_images,
 )
 
 pytestmark = pytest.mark.system
@@ -64,13 +66,14 @@ def builds(docker_client, tmp_path_factory, example_app):
     settings = {"OSCB_DOCKER_RUNTIME_IMAGE": ensure_rootfs_image(docker_client, RUNTIME_ROOTFS_NAME, RUNTIME_PACKAGES),
                 "OSCB_DOCKER_IMAGE_NAME": repository, "OSCB_DOCKER_HOST_PORT": str(free_port()), **infra.settings}
     v1_app, v2_app = make_app_versions(example_app, work)
-    made = []
+    made, before = [], image_ids(docker_client)
     try:
         for app, dist in ((v1_app, work / "dist-v1"), (v2_app, work / "dist-v2")):
             made.append(build_version(app, dist, settings, image=True))
         yield made, token
     finally:
         remove_images(docker_client, repository, made)
+        remove_stage_images(docker_client, made, before)
 
 
 schema = compose_schema

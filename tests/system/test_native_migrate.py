@@ -32,6 +32,8 @@ from migrate_support import (
     V2_TABLE,
     build_version,
     guest_database,
+    image_ids,
+    remove_stage_images,
     guest_env_file,
     guest_schema,
     guest_sql,
@@ -54,8 +56,13 @@ GUEST_URL = f"http://{BY_KEY['service.listen'].default}"
 def debs(tmp_path_factory, example_app, docker_client):
     work = tmp_path_factory.mktemp("native-migrate")
     v1_app, v2_app = make_app_versions(example_app, work)
-    return [build_version(app, work / f"dist-{name}", {}, deb=True).deb
-            for app, name in ((v1_app, "v1"), (v2_app, "v2"))]
+    made, before = [], image_ids(docker_client)
+    try:
+        for app, name in ((v1_app, "v1"), (v2_app, "v2")):
+            made.append(build_version(app, work / f"dist-{name}", {}, deb=True))
+    finally:
+        remove_stage_images(docker_client, made, before)
+    return [build.deb for build in made]
 
 
 @pytest.fixture(scope="module")

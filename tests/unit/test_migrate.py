@@ -78,6 +78,14 @@ def test_migrate_command_refuses_what_no_generated_file_carries(tmp_path, value,
     assert "OSCB_APP_MIGRATE_COMMAND" in str(err.value)
 
 
+def test_migrate_command_in_invoke_yaml_nested_or_dotted():
+    from cloudbuilder.config import flatten
+
+    assert flatten({"app": {"migrate_command": ""}}) == {"app.migrate_command": ""}
+    assert flatten({"app.migrate_command": "bin/x.php up", "app": "../src"}) == {
+        "app.migrate_command": "bin/x.php up", "app": "../src"}
+
+
 def test_migrate_command_default_words_and_empty(tmp_path):
     assert make_cfg(tmp_path).app_migrate_command == ("bin/cake.php", "migrations", "migrate")
     assert make_cfg(tmp_path, **{"app.migrate_command": "  "}).app_migrate_command == ()
