@@ -52,7 +52,8 @@ OPERATOR_FILES: dict[Flavor, tuple[str, ...]] = {
 }
 
 # The settings a tree is made from (what template_context offers), as the manifest records them.
-TREE_SETTINGS = ("version", "app_webroot", "app.state_paths", "source_date_epoch", "builder.", "docker.", "service.", "paths.")
+TREE_SETTINGS = ("version", "app_webroot", "app.", "source_date_epoch", "builder.", "docker.", "service.", "paths.",
+                 "scale.", "swarm.")
 
 TEMPLATE_SUFFIX = ".j2"
 # Files whose name starts with this are partials for `{% include %}`, not outputs.

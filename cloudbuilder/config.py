@@ -183,6 +183,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(key="docker.memory_limit", default="1g", kind="size", help="Memory limit of the app container."),
     Setting(key="docker.queue_memory_limit", default="512m", kind="size",
             help="Memory limit of the queue container."),
+    # The `infra` profile of docker-compose.yaml (development only): image references,
+    # so that an air-gapped user points them at a mirror or at local builds.
+    Setting(key="docker.postgres_image", default="postgres:15-alpine", kind="image",
+            help="Image of the `infra` profile's PostgreSQL (development only). Any image that takes "
+                 "POSTGRES_DB, POSTGRES_USER and POSTGRES_PASSWORD and keeps its data in "
+                 "/var/lib/postgresql/data, like the official postgres image."),
+    Setting(key="docker.redis_image", default="redis:7-alpine", kind="image",
+            help="Image of the `infra` profile's Redis (development only): runs "
+                 "`redis-server --requirepass PASSWORD` like the official redis image."),
+    Setting(key="docker.minio_image", default="minio/minio:latest", kind="image",
+            help="Image of the `infra` profile's S3 store (development only): runs `server /data` with "
+                 "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD like the official minio image."),
     # -- the native deployment (systemd) ------------------------------------
     Setting(key="service.user", default="orangescrum", kind="name", help="System user the services run as."),
     Setting(key="service.listen", default="127.0.0.1:8080", kind="listen",
@@ -213,6 +225,17 @@ SETTINGS: tuple[Setting, ...] = (
                  "Compose stop_grace_period, systemd TimeoutStopSec=)."),
     Setting(key="server.metrics_listen", default=None, kind="opt_loopback_listen",
             help="Loopback HOST:PORT that serves Caddy's Prometheus metrics at /metrics. Unset: no metrics."),
+    # -- the Swarm stack (`invoke deploy --swarm`; scale.replicas below) ------
+    Setting(key="swarm.stack_name", default="orangescrum", kind="stack_name",
+            help="Name of the Swarm stack `invoke deploy --swarm` deploys (services are <name>_app, ...)."),
+    Setting(key="swarm.edge_image", default="caddy:2.8.4", kind="image",
+            help="Image of the stack's edge proxy: Caddy >= 2.6 (`dynamic a` upstreams) with `caddy` on PATH; "
+                 "point it at your registry's copy."),
+    Setting(key="swarm.secrets", default="SECURITY_SALT,DB_PASSWORD,REDIS_PASSWORD",
+            kind="env_keys",
+            help="Settings the Swarm stack hands over as Docker secrets (KEY_FILE=/run/secrets/KEY), "
+                 "comma-separated (add STORAGE_SECRET_KEY, SMTP_PASSWORD when you set them); the others travel "
+                 "in the env file. Empty: none."),
     # -- installed layout ---------------------------------------------------
     Setting(key="paths.binary", default="/usr/bin/orangescrum", kind="abs_path",
             help="Installed path of the FrankenPHP binary."),
@@ -233,6 +256,10 @@ SETTINGS: tuple[Setting, ...] = (
                  "directory, anything else is a file (in a directory of the app). They live in paths.state_dir "
                  "(Docker: the state volume mounted there) and the app sees each at its usual place, "
                  "seeded from the app's shipped content on first start and never overwritten after."),
+    Setting(key="app.migrate_command", default="bin/cake.php migrations migrate", kind="app_command",
+            help="Console command (a PHP script of the app and its arguments, run with the binary's php-cli) "
+                 "that migrates the database before a new version serves: the one-shot Compose service "
+                 "`migrate` and orangescrum-migrate.service run it. Empty: no migration step."),
     Setting(key="app_external_symlinks", default=False, kind="bool",
             help="Archive symlinks of the app that point outside it (absolute, or out through ..): in the "
                  "binary they reach the server's own files. Default: refuse, naming each link."),
@@ -357,7 +384,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key not in BY_KEY:
+        # A mapping below a value setting (app: {migrate_command: ...}) holds the
+        # settings named after it; `app.migrate_command:` as one dotted key works too.
+        if isinstance(v, Mapping) and (key not in BY_KEY or any(f"{key}.{sub}" in BY_KEY for sub in v)):
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
@@ -398,6 +427,9 @@ class DockerConfig:
     host_port: int
     memory_limit: str
     queue_memory_limit: str
+    postgres_image: str
+    redis_image: str
+    minio_image: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,6 +455,13 @@ class ServerConfig:
     asset_max_age: int
     grace_period: int
     metrics_listen: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwarmConfig:
+    stack_name: str
+    edge_image: str
+    secrets: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -503,6 +542,8 @@ class BuildConfig:
     app_external_symlinks: bool
     # app.state_paths: app-relative, a trailing '/' for a directory (see state_layout).
     app_state_paths: tuple[str, ...]
+    # app.migrate_command as words (empty: no migration step).
+    app_migrate_command: tuple[str, ...]
     binary: Path | None
     version: str
     dist_dir: Path
@@ -517,6 +558,7 @@ class BuildConfig:
     release: ReleaseConfig
     scale: ScaleConfig
     kubernetes: KubernetesConfig
+    swarm: SwarmConfig
     # Per-run intent, beside the settings (not one of them): see RunOptions.
     run: RunOptions = field(default_factory=RunOptions, compare=False)
     # Where each value came from, for messages ("flag --app", "default", ...).
@@ -540,6 +582,7 @@ class BuildConfig:
             "version": self.version,
             "app_webroot": self.app_webroot,
             "app_state_paths": self.app_state_paths,
+            "app_migrate_command": self.app_migrate_command,
             "source_date_epoch": self.source_date_epoch,
             "builder": _public(self.builder),
             "docker": _public(self.docker),
@@ -547,6 +590,9 @@ class BuildConfig:
             "paths": _public(self.paths),
             "scale": _public(self.scale),
             "server": _public(self.server),
+            # The recurring task's interval as a Go duration (a Swarm restart delay).
+            "swarm": {**_public(self.swarm),
+                      "recurring_delay": f"{parse_timespan(self.service.recurring_interval) // 10**6}s"},
         }
 
 
@@ -562,6 +608,7 @@ def _public(section: Any) -> dict[str, Any]:
 # (the release separator in both), no '_' or ':' (epoch) surprises.
 VERSION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ENV_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SIZE_RE = re.compile(r"^[0-9]+[KMGTkmgt]?$")
 
 
@@ -942,6 +989,27 @@ class Extensions(_Required):
         return exts
 
 
+# One word of an app console command: what a shell, an ExecStart= line, YAML and
+# a Dockerfile ENV all read the same way unquoted (no quotes, '$', '%', '*', spaces).
+COMMAND_WORD_RE = re.compile(r"[A-Za-z0-9_./:=@+,-]+")
+
+
+def _parse_app_command(value: Any) -> tuple[str, ...]:
+    """``SCRIPT ARG...`` (e.g. bin/cake.php migrations migrate) as words; empty: none."""
+    words = tuple(_as_str(value).split())
+    if not words:
+        return ()
+    fix = ("give a PHP script of the app (a relative path such as bin/cake.php) and its arguments, separated "
+           "by spaces, each of letters, digits and . _ / : = @ + , - (e.g. bin/cake.php migrations migrate), "
+           "or nothing to disable the step")
+    if not REL_PATH.fullmatch(words[0]) or ".." in words[0].split("/"):
+        raise _Bad(f"does not start with a script path inside the app ({words[0]!r})", fix)
+    bad = [w for w in words if not COMMAND_WORD_RE.fullmatch(w)]
+    if bad:
+        raise _Bad(f"has a word with a character no generated file carries unquoted ({bad[0]!r})", fix)
+    return words
+
+
 def _parse_listen(value: Any) -> str:
     text = _as_str(value)
     m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):([0-9]+)", text)
@@ -1050,6 +1118,10 @@ def _parse_loopback_listen(value: Any) -> str:
 KINDS: dict[str, Kind] = {
     "bool": Func(_parse_bool),
     "int": Func(_parse_int),
+    "stack_name": Pattern(r"[a-z0-9][a-z0-9_-]{0,39}", "is not a stack name",
+                          "use lowercase letters, digits, '_' and '-' (e.g. orangescrum)"),
+    "env_keys": Relations(ENV_KEY_RE, "is not a setting name",
+                          "use comma-separated names such as DB_PASSWORD,SECURITY_SALT"),
     "epoch": Func(_parse_int),
     "port": Port(),
     "str": Text(),
@@ -1083,6 +1155,7 @@ KINDS: dict[str, Kind] = {
     "size": Pattern(SIZE_RE, "is not a size", "use a number with an optional K, M, G or T suffix (e.g. 1G)"),
     "name": Pattern(NAME_RE, "is not a valid user name", "use lowercase letters, digits, '_' and '-'"),
     "listen": Func(_parse_listen),
+    "app_command": Func(_parse_app_command),
     # -- scaling and Kubernetes ------------------------------------------------
     "count": Func(_parse_count),
     "dns_label": Pattern(DNS_LABEL_RE, "is not a DNS label (RFC 1123)",
@@ -1267,6 +1340,7 @@ def resolve(
         app_webroot=parsed["app_webroot"],
         app_external_symlinks=parsed["app_external_symlinks"],
         app_state_paths=parsed["app.state_paths"],
+        app_migrate_command=parsed["app.migrate_command"],
         binary=path("binary"),
         version=version,
         dist_dir=path("dist_dir") or cwd / "dist",
@@ -1290,6 +1364,7 @@ def resolve(
         service=ServiceConfig(**{k: parsed[f"service.{k}"] for k in ServiceConfig.__dataclass_fields__}),
         paths=PathsConfig(**{k: parsed[f"paths.{k}"] for k in PathsConfig.__dataclass_fields__}),
         server=ServerConfig(**{k: parsed[f"server.{k}"] for k in ServerConfig.__dataclass_fields__}),
+        swarm=SwarmConfig(**{k: parsed[f"swarm.{k}"] for k in SwarmConfig.__dataclass_fields__}),
         package=PackageConfig(**{k: parsed[f"package.{k}"] for k in PackageConfig.__dataclass_fields__}),
         release=ReleaseConfig(
             sign_key=parsed["release.sign_key"],
@@ -1416,7 +1491,8 @@ def describe(cfg: BuildConfig, keys: Iterable[str] = ()) -> list[tuple[str, str,
         if keys and s.key not in keys:
             continue
         value = value_of(cfg, s.key)
-        shown = ",".join(value) if isinstance(value, tuple) else "" if value is None else str(value)
+        joiner = " " if s.kind == "app_command" else ","
+        shown = joiner.join(value) if isinstance(value, tuple) else "" if value is None else str(value)
         rows.append((s.key, shown, cfg.source_of(s.key)))
     return rows
 

@@ -43,6 +43,9 @@ def demo_layer(client) -> Layer:
         "app": str(example_app_path()),
         "builder.image": DEFAULT_STANDIN_IMAGE,
         "docker.runtime_image": runtime,
+        # The demo's database is fake (db.invalid): no migration step, or the
+        # `migrate` service would fail and app and queue would never start.
+        "app.migrate_command": "",
     })
 
 

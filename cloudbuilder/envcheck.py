@@ -6,6 +6,7 @@ native units and the package postinst run it too); this module only calls it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,14 +36,18 @@ class EnvReport:
 FILES_ELSEWHERE = ("--secret-files-elsewhere",)
 
 
-def validate_env_file(path: Path, *, files_elsewhere: bool = False) -> EnvReport:
+def validate_env_file(path: Path, *, files_elsewhere: bool = False,
+                      environ: Mapping[str, str] | None = None) -> EnvReport:
+    """``environ``: the validator's environment (None: ours), e.g. with the OSCB_REPLICAS a deployment sets."""
     options = FILES_ELSEWHERE if files_elsewhere else ()
-    done = runner.run(["sh", str(validator_path()), *options, str(path)], what="validate-env.sh", timeout=60)
+    done = runner.run(["sh", str(validator_path()), *options, str(path)], what="validate-env.sh", timeout=60,
+                      env=environ)
     return EnvReport(path, done.returncode, (done.stdout + done.stderr).strip())
 
 
-def require_valid_env(path: Path, *, files_elsewhere: bool = False) -> EnvReport:
-    report = validate_env_file(path, files_elsewhere=files_elsewhere)
+def require_valid_env(path: Path, *, files_elsewhere: bool = False,
+                      environ: Mapping[str, str] | None = None) -> EnvReport:
+    report = validate_env_file(path, files_elsewhere=files_elsewhere, environ=environ)
     if not report.valid:
         raise EnvInvalidError(
             f"{path} is not a valid deployment env file:\n{report.output}\n"

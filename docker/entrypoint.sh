@@ -4,6 +4,11 @@
 #   queue-worker       queue worker; exits after QUEUE_WORKER_MAX_RUNTIME seconds
 #                      (Compose restarts it, which bounds PHP's memory growth)
 #   recurring          the recurring task, once (schedule it from the host)
+#   migrate [ARGS...]  the database migration, once, before a new version serves
+#                      (Compose's one-shot service `migrate`): the build setting
+#                      app.migrate_command, which the image exports as
+#                      ORANGESCRUM_MIGRATE_COMMAND (ARGS replace it); the exit
+#                      status is the migration's, 0 when there is none
 #   cake ARGS...       a one-off console command, e.g. `cake migrations migrate`
 #   validate           only validate the environment and print the report
 #   healthcheck        GET http://127.0.0.1:$PORT/healthz (the image's HEALTHCHECK)
@@ -35,7 +40,7 @@ PORT=${PORT:-8080}
 WEBROOT=${WEBROOT:-webroot}
 
 usage() {
-  echo "usage: entrypoint.sh [server|queue-worker|recurring|cake ARGS...|validate|healthcheck]"
+  echo "usage: entrypoint.sh [server|queue-worker|recurring|migrate [ARGS...]|cake ARGS...|validate|healthcheck]"
 }
 
 die() {
@@ -117,6 +122,22 @@ case $cmd in
   recurring)
     preflight
     exec "$STATE" recurring "$BIN" php-cli bin/cake.php recurring_task ;;
+  migrate)
+    preflight
+    if [ "$#" -eq 0 ]; then
+      # Words of app.migrate_command: checked at build time (plain words, no
+      # quotes or glob characters), so splitting them is safe; no globbing.
+      set -f
+      # shellcheck disable=SC2086 # split on purpose
+      set -- ${ORANGESCRUM_MIGRATE_COMMAND:-}
+      set +f
+    fi
+    if [ "$#" -eq 0 ]; then
+      echo "entrypoint: migrate: no migration command (the build setting app.migrate_command is empty): nothing to do" >&2
+      exit 0
+    fi
+    echo "entrypoint: migrate: php-cli $*" >&2
+    exec "$STATE" migrate "$BIN" php-cli "$@" ;;
   cake)
     preflight
     exec "$STATE" cake "$BIN" php-cli bin/cake.php "$@" ;;

@@ -252,6 +252,9 @@ def packaging_root(root: Path | None = None) -> Path:
     return (root or source_root()) / "packaging"
 
 
+MIGRATE_UNIT = "orangescrum-migrate.service"
+
+
 def _units(native: Path) -> list[str]:
     unit_dir = native / "systemd"
     return sorted(p.name for p in unit_dir.glob("*") if p.suffix in (".service", ".timer")) if unit_dir.is_dir() else []
@@ -304,6 +307,8 @@ def template_context(cfg: BuildConfig, license: AppLicense, native: Path) -> dic
         "tmpfiles_conf": f"/usr/lib/tmpfiles.d/{cfg.package.name}.conf",
         "enable_units": _start_order(units, native),
         "stop_units": _stop_order(units),
+        # The oneshot the services require (no [Install]: pulled in by them); empty when absent.
+        "migrate_unit": MIGRATE_UNIT if MIGRATE_UNIT in units else "",
         "sysusers_text": _sysusers_entries(native),
         "date_rfc2822": _rfc2822(cfg.source_date_epoch),
         "date_man": iso_date(cfg.source_date_epoch),

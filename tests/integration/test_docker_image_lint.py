@@ -78,9 +78,9 @@ def test_compose_config_with_the_override_example(tree):
 
 def test_infra_is_a_profile_not_started_by_default(tree):
     assert compose(tree, "config", "--profiles").stdout.split() == ["infra"]
-    assert sorted(compose(tree, "config", "--services").stdout.split()) == ["app", "queue"]
+    assert sorted(compose(tree, "config", "--services").stdout.split()) == ["app", "migrate", "queue"]
     with_infra = compose(tree, "--profile", "infra", "config", "--services").stdout.split()
-    assert sorted(with_infra) == ["app", "minio", "postgres", "queue", "redis"]
+    assert sorted(with_infra) == ["app", "migrate", "minio", "postgres", "queue", "redis"]
 
 
 def test_compose_model_as_docker_sees_it(tree):

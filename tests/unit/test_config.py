@@ -82,6 +82,10 @@ BAD_VALUES = [
     ("app_webroot", "/srv/www", "is not a relative path inside the app"),
     ("app_webroot", "../outside", "is not a relative path inside the app"),
     ("builder.base_repository", "", "is empty"),
+    ("docker.postgres_image", "Postgres:15", "is not an image reference"),
+    ("docker.postgres_image", "", "is empty"),
+    ("docker.redis_image", "redis:7 alpine", "is not an image reference"),
+    ("docker.minio_image", "minio/minio:latest\nExecStart=x", "contains a control character"),
 ]
 
 
@@ -215,3 +219,11 @@ def test_registry_and_dataclasses_agree():
             assert f"{section}.{name}" in cfgmod.BY_KEY
     tree = cfgmod.defaults_tree()
     assert cfgmod.flatten(tree).keys() == cfgmod.BY_KEY.keys()
+
+
+def test_infra_images_are_settings_with_the_official_defaults():
+    cfg = _resolve(Layer("flag", {"docker.postgres_image": "mirror.example.org:5000/library/postgres:15.8"}))
+    assert cfg.docker.postgres_image == "mirror.example.org:5000/library/postgres:15.8"
+    assert (cfg.docker.redis_image, cfg.docker.minio_image) == ("redis:7-alpine", "minio/minio:latest")
+    env = cfgmod.env_layer({"OSCB_DOCKER_REDIS_IMAGE": "localhost/infra/redis:7-abc"}, "environment variable")
+    assert _resolve(env).docker.redis_image == "localhost/infra/redis:7-abc"

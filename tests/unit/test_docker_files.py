@@ -178,7 +178,7 @@ def test_compose_loopback_by_default(tmp_path):
 
 def test_infra_services_only_under_the_infra_profile(tmp_path):
     services = compose_model(tmp_path)["services"]
-    assert set(services) == {"app", "queue", "postgres", "redis", "minio"}
+    assert set(services) == {"migrate", "app", "queue", "postgres", "redis", "minio"}
     for name in ("postgres", "redis", "minio"):
         assert services[name]["profiles"] == ["infra"]
 
