@@ -157,6 +157,7 @@ def test_migrations_run_once_per_version_before_app_and_queue(builds, docker_cli
         assert schema(stack) == [*V1_MIGRATIONS, V2_MIGRATION]
     except BaseException:
         print(stack("logs", "--no-color", "--tail", "60", check=False).stdout[-6000:])
+        print("migrate:", stack("logs", "--no-color", "--tail", "30", "migrate", check=False).stdout[-3000:])
         raise
     finally:
         stack.purge()
