@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runner
+from . import reproducible, runner
 from .config import BuildConfig, read_env_file
 from .envcheck import require_valid_env
 from .errors import BuildError, ConfigError, PrerequisiteError
@@ -270,7 +270,8 @@ def _stack_deploy(tree: Path, stack: str, compose_file: str, env: Mapping[str, s
 
 
 def _utcnow() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    """Now, for `docker service logs --since` (RFC 3339, UTC; whole seconds, rounded down)."""
+    return reproducible.rfc3339(int(time.time()))
 
 
 def _wait_services(stack: str, services: Iterable[str], timeout: float, *, since: str = "",

@@ -129,7 +129,7 @@ def test_image_exports_the_migrate_command(tmp_path):
 # The entrypoint's `migrate`
 # --------------------------------------------------------------------------
 
-from test_docker_entrypoint import VALID, base_env, opt, run, started  # noqa: E402,F401 - fixtures
+from test_docker_entrypoint import VALID, app_state, base_env, opt, run, started  # noqa: E402,F401 - fixtures
 
 
 def test_entrypoint_migrate_runs_the_image_command_after_validation(opt, base_env):
@@ -178,7 +178,9 @@ def test_migrate_unit_is_a_hardened_oneshot_without_install(native_tree):
     text = (native_tree / "systemd" / "orangescrum-migrate.service").read_text()
     d = directives(text)
     assert d["Type"] == ["oneshot"] and d["RemainAfterExit"] == ["yes"]
-    assert d["ExecStart"] == ["/usr/bin/orangescrum php-cli bin/cake.php migrations migrate"]
+    # through app-state, like every command (the state paths linked into the extracted app)
+    assert d["ExecStart"] == ["/usr/libexec/orangescrum/app-state migrate /usr/bin/orangescrum php-cli bin/cake.php "
+                              "migrations migrate"]
     assert d["ExecStartPre"] == ["/usr/libexec/orangescrum/validate-env --quiet /etc/orangescrum/orangescrum.env"]
     assert d["EnvironmentFile"] == ["/etc/orangescrum/orangescrum.env"]
     assert d["User"] == d["Group"] == ["orangescrum"]
@@ -206,7 +208,7 @@ def test_empty_migrate_command_makes_the_unit_a_no_op(tmp_path):
 
 
 def test_run_native_has_a_migrate_command(native_tree):
-    assert "migrate)      set -- php-cli 'bin/cake.php' 'migrations' 'migrate' ;;" in \
+    assert "migrate)      role=migrate; set -- php-cli 'bin/cake.php' 'migrations' 'migrate' ;;" in \
         (native_tree / "run-native.sh").read_text()
 
 

@@ -58,9 +58,8 @@ def test_every_service_validates_first_and_runs_sandboxed(native, name):
     assert d["ExecStartPre"] == ["/usr/libexec/orangescrum/validate-env --quiet /etc/orangescrum/orangescrum.env"]
     assert d["EnvironmentFile"] == ["/etc/orangescrum/orangescrum.env"]
     assert d["User"] == d["Group"] == ["orangescrum"]
-    # the web server also reads the admin's php.ini additions
-    extra = ["PHP_INI_SCAN_DIR=/etc/orangescrum/php.d"] if name == "orangescrum.service" else []
-    assert d["Environment"] == ["TMPDIR=/var/cache/orangescrum", *extra]
+    # every PHP process reads the admin's php.ini additions (as in Compose's shared environment)
+    assert d["Environment"] == ["TMPDIR=/var/cache/orangescrum", "PHP_INI_SCAN_DIR=/etc/orangescrum/php.d"]
     assert d["CacheDirectory"] == ["orangescrum"] and d["StateDirectory"] == ["orangescrum"]
     assert d["TasksMax"] == ["300"] and d["LimitNOFILE"] == ["4096"]
     for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "PrivateDevices", "PrivateUsers",
