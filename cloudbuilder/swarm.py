@@ -340,8 +340,30 @@ def deploy_swarm(cfg: BuildConfig, *, wait_timeout: float = WAIT_TIMEOUT) -> Non
             _stack_deploy(tree, stack, STACK_FILE, env)
     with step(f"Waiting until {', '.join(SERVICES)} converged"):
         _wait_services(stack, SERVICES, wait_timeout, since=since)
+    remove_gone_extractions(stack)
     logger.info("    %s: %s converged; the edge answers on port %d of the nodes it runs on",
                 stack, ", ".join(SERVICES), cfg.docker.host_port)
+
+
+def extraction_volume_prefix(stack: str) -> str:
+    """The name of each task's extraction volume, before the task's ID (docker/_stack_common.j2)."""
+    return f"{stack}_extract-"
+
+
+def remove_gone_extractions(stack: str) -> list[str]:
+    """Remove the extraction volumes no container uses any more (tasks that are gone); returns their names.
+
+    A volume a container still holds (a running task, or a stopped one the swarm keeps
+    in its task history) is left alone: `docker volume rm` refuses it.
+    """
+    prefix = extraction_volume_prefix(stack)
+    listed = _docker("volume", "ls", "--quiet", "--filter", "dangling=true", "--filter", f"name={prefix}",
+                     check=False)
+    names = [n for n in listed.stdout.split() if n.startswith(prefix)]
+    removed = [n for n in names if _docker("volume", "rm", n, check=False).returncode == 0]
+    if removed:
+        logger.info("    removed %d extraction volume(s) of tasks that are gone", len(removed))
+    return removed
 
 
 def rollback_targets(stack: str, states: Mapping[str, ServiceState | None]) -> list[str]:
@@ -372,6 +394,7 @@ def rollback_swarm(cfg: BuildConfig, *, wait_timeout: float = WAIT_TIMEOUT) -> N
             _docker("service", "rollback", "--detach", name, level=logging.INFO)
     with step(f"Waiting until {', '.join(targets)} converged"):
         _wait_services(stack, targets, wait_timeout, since=since, rolling_back=True)
+    remove_gone_extractions(stack)
     logger.info("    %s: rolled back (the database schema stays migrated: migrations are forward-only)", stack)
 
 

@@ -169,7 +169,11 @@ def _remove_stack(stack: str) -> None:
     for network in docker("network", "ls", "-q", "--filter", label, check=False).stdout.split():
         docker("network", "rm", network, check=False)
     for _ in range(10):  # a volume is released a moment after its last container
-        volumes = docker("volume", "ls", "-q", "--filter", label, check=False).stdout.split()
+        volumes = set(docker("volume", "ls", "-q", "--filter", label, check=False).stdout.split())
+        # each task's extraction volume (named by its task ID), whatever its labels
+        volumes |= {v for v in docker("volume", "ls", "-q", "--filter", f"name={stack}_extract-",
+                                      check=False).stdout.split() if v.startswith(f"{stack}_extract-")}
+        volumes = sorted(volumes)
         if not volumes or docker("volume", "rm", "-f", *volumes, check=False).returncode == 0:
             break
         time.sleep(1)
@@ -264,6 +268,14 @@ def test_deploy_runs_the_migration_and_three_healthy_replicas_behind_the_edge(sw
     (edge,) = json.loads(docker("service", "inspect", swarm.service("edge")).stdout)
     assert edge["Spec"]["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
     assert running(swarm.service("queue")) and len(running(swarm.service("queue"))) == 1
+    # each replica extracts into a tmpfs of its own (a shared one would lose files in a rolling update)
+    sources = set()
+    for task in running(swarm.service("app")):
+        (container,) = json.loads(docker("inspect", task["Status"]["ContainerStatus"]["ContainerID"]).stdout)
+        (mount,) = [m for m in container["Mounts"] if m["Destination"] == "/var/cache/orangescrum"]
+        assert mount["Name"] == f"{swarm.stack}_extract-{task['ID']}"
+        sources.add(mount["Name"])
+    assert len(sources) == REPLICAS
 
 
 def test_a_session_survives_being_served_by_different_replicas(swarm):

@@ -109,6 +109,17 @@ def test_the_extraction_dir_is_an_exec_tmpfs_owned_by_the_image_user(tmp_path):
         model["services"]["app"]["volumes"]
 
 
+def test_each_task_has_an_extraction_volume_of_its_own(tmp_path):
+    """Replicas on one node must not share it (a starting one replaces other versions' extractions)."""
+    from cloudbuilder.swarm import extraction_volume_prefix
+
+    model = stack(tmp_path, **{"swarm.stack_name": "os-prod"})
+    name = model["volumes"]["extract"]["name"]
+    assert name == extraction_volume_prefix("os-prod") + "{{.Task.ID}}"  # swarmkit expands it per task
+    for service in ("app", "queue", "recurring"):
+        assert any(v["source"] == "extract" for v in model["services"][service]["volumes"]), service
+
+
 def test_bad_settings_are_refused_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match="scale.replicas"):
         make_cfg(tmp_path, **{"scale.replicas": "0"})
