@@ -95,7 +95,8 @@ def unit_value(text: str, key: str) -> str:
 def verify_units(cfg, unit_dir: Path) -> None:
     """systemd-analyze verify: nothing but the absent installed programs may be reported."""
     done = run("systemd-analyze", "verify", *(f"./{u}" for u in UNITS), cwd=unit_dir)
-    programs = {cfg.paths.binary, f"{cfg.paths.libexec_dir}/validate-env"}
+    programs = {cfg.paths.binary, f"{cfg.paths.libexec_dir}/validate-env", f"{cfg.paths.libexec_dir}/app-state",
+                f"{cfg.paths.libexec_dir}/server-env"}
     noise = re.compile(r"\S+: Command (\S+) is not executable: No such file or directory")
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if line.strip() and not ((m := noise.fullmatch(line.strip())) and m.group(1) in programs)]
@@ -205,7 +206,9 @@ def check_tree(cfg, baseline: dict) -> None:
         assert seen[part] == expected, f"{part} changed shape"
     # The values arrive as they were given.
     service = (native / "systemd/orangescrum.service").read_text()
-    assert unit_value(service, "ExecStart").split()[0] == cfg.paths.binary
+    # server-env, then app-state, then the binary (each execs the next)
+    assert unit_value(service, "ExecStart").split()[:4] == [
+        f"{cfg.paths.libexec_dir}/server-env", f"{cfg.paths.libexec_dir}/app-state", "server", cfg.paths.binary]
     timer = (native / "systemd/orangescrum-recurring.timer").read_text()
     assert unit_value(timer, "OnUnitActiveSec") == cfg.service.recurring_interval.replace("%", "%%")
     model = compose_config(cfg.dist_dir / "docker")

@@ -354,7 +354,7 @@ ZONEINFO = "usr/share/zoneinfo"  # tzdata's time zones, whatever they are: below
 ALLOWED_FILES = frozenset({
     "bin/busybox", "bin/printenv", "etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt",
     "opt/orangescrum/bin/orangescrum", "opt/orangescrum/entrypoint.sh", "opt/orangescrum/helpers/validate-env.sh",
-    "opt/orangescrum/helpers/app-state.sh",
+    "opt/orangescrum/helpers/app-state.sh", "opt/orangescrum/helpers/server-env.sh",
     "usr/share/doc/busybox-static/copyright", "usr/share/doc/ca-certificates/copyright",
     "usr/share/doc/tzdata/copyright",
 })
@@ -572,9 +572,12 @@ def test_a_glibc_binary_gets_the_loader_and_the_libraries_it_links(docker_client
     libs = {p for p, m in files.items() if m.isfile() and p not in ALLOWED_FILES and not p.startswith(ZONEINFO)}
     assert libs == {"lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6"}, libs
     assert "rootfs: the binary links /lib/x86_64-linux-gnu/libc.so.6" in glibc_image["log"].read_text()
-    code, out = run(docker_client, glibc_image["ref"], env=VALID_ENV)
+    # the program runs in the image with what it got (echo cannot extract an app, so not through
+    # the entrypoint, whose state helper asks the binary to extract first)
+    code, out = run(docker_client, glibc_image["ref"], "glibc-runs", env=VALID_ENV,
+                    entrypoint=["/opt/orangescrum/bin/orangescrum"])
     assert code == 0, out
-    assert out.rstrip().endswith("php-server --listen :8080 --root webroot")
+    assert out.strip() == "glibc-runs"
     size = docker_client.images.get(glibc_image["ref"]).attrs["Size"]
     lib_bytes = sum(files[p].size for p in libs)
     assert size - glibc_image["binary"].stat().st_size - lib_bytes <= MAX_OVERHEAD
