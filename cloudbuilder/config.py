@@ -995,8 +995,14 @@ COMMAND_WORD_RE = re.compile(r"[A-Za-z0-9_./:=@+,-]+")
 
 
 def _parse_app_command(value: Any) -> tuple[str, ...]:
-    """``SCRIPT ARG...`` (e.g. bin/cake.php migrations migrate) as words; empty: none."""
-    words = tuple(_as_str(value).split())
+    """``SCRIPT ARG...`` (e.g. bin/cake.php migrations migrate) as words; empty: none.
+
+    A list of words is taken too: that is how a build records it (manifest ``given``) for
+    later tasks to replay."""
+    if isinstance(value, (list, tuple)):
+        words = tuple(w for v in value for w in _as_str(v).split())
+    else:
+        words = tuple(_as_str(value).split())
     if not words:
         return ()
     fix = ("give a PHP script of the app (a relative path such as bin/cake.php) and its arguments, separated "
@@ -1516,9 +1522,13 @@ def recorded_settings(cfg: BuildConfig, prefixes: Iterable[str] = ()) -> dict[st
     for s in SETTINGS:
         if s.scope != "setting" or (wanted and not s.key.startswith(wanted)):
             continue
-        value = value_of(cfg, s.key)
-        out[s.key] = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+        out[s.key] = json_value(value_of(cfg, s.key))
     return out
+
+
+def json_value(value: Any) -> Any:
+    """A resolved setting as the manifest records it (and later tasks give it back to its parser)."""
+    return list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
 
 
 def reference_table() -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .assemble import FLAVORS, AssembleResult
-from .config import BY_KEY, BuildConfig, value_of
+from .config import BY_KEY, BuildConfig, json_value, value_of
 from .log import logger
 from .stages.assemble import AssembleStage, assemble_flavor
 from .stages.base import Stage, StageBase, StageContext, StageOutcome, StagePlan, current_binary
@@ -109,8 +109,7 @@ def given_settings(cfg: BuildConfig, base_source: str | None = None) -> dict[str
         if setting is None or setting.scope != "setting" or key in NOT_REPLAYED:
             continue
         if source.startswith(GIVEN_SOURCES) or source == base_source:
-            value = value_of(cfg, key)
-            value = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+            value = json_value(value_of(cfg, key))
             original = source.removeprefix(REPLAY_SOURCE + ": ")
             given[key] = Given(value, original)
     return given

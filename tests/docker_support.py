@@ -78,6 +78,19 @@ def remove_deps_tags(client, dist_dirs, before: set[str]) -> list[str]:
 
 
 @contextmanager
+def removing_own_deps_tags(*dist_dirs):
+    """removing_deps_tags with a client of its own (for helpers that get no docker_client fixture)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        with removing_deps_tags(client, *dist_dirs):
+            yield
+    finally:
+        client.close()
+
+
+@contextmanager
 def removing_deps_tags(client, *dist_dirs):
     """Around a build in ``dist_dirs``: afterwards, remove the deps tags it created there."""
     before = deps_tags(client)

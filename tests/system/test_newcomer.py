@@ -27,6 +27,7 @@ import pytest
 
 from docker_support import removing_deps_tags
 
+from cloudbuilder.resources import RESOURCE_DIRS
 from cloudbuilder.standin import DEFAULT_STANDIN_IMAGE
 
 
@@ -125,7 +126,8 @@ def test_demo_then_package_image_release_with_no_flags(run_invoke, isolated, tmp
 # 2. build --app A --version 4.1.0, then package.deb; settings and templates change
 # --------------------------------------------------------------------------
 
-COPIED = ("cloudbuilder", "common", "docker", "native", "builder", "packaging", "examples", "tasks.py")
+# The package, every resource directory it renders from (the wheel's list), and the tasks.
+COPIED = ("cloudbuilder", *RESOURCE_DIRS, "tasks.py")
 
 
 @pytest.fixture
