@@ -33,7 +33,7 @@ def isolated(tmp_path, docker_client):
         yield env
     tree = tmp_path / "dist" / "docker"
     if tree.is_dir():
-        subprocess.run(["docker", "compose", "down", "-t", "10", "--remove-orphans"], cwd=tree,
+        subprocess.run(["docker", "compose", "down", "-v", "-t", "10", "--remove-orphans"], cwd=tree,
                        env={**os.environ, **env, "ORANGESCRUM_ENV_FILE": str(tmp_path / "dist/demo/demo.env")},
                        capture_output=True, check=False)
     for img in docker_client.images.list():
