@@ -292,7 +292,7 @@ def test_a_session_survives_being_served_by_different_replicas(swarm):
     # Each replica on its own (inside its container, not through the edge) knows the session.
     (cookie,) = [c for c in jar if c.name == "PHPSESSID"]
     php = ('$c = stream_context_create(["http" => ["header" => "Cookie: PHPSESSID=' + cookie.value + '"]]);'
-           ' echo file_get_contents("http://127.0.0.1:8080/session", false, $c);')
+           ' echo file_get_contents("http://127.0.0.1:" . getenv("PORT") . "/session", false, $c);')  # the image's PORT
     replicas = running(swarm.service("app"))
     assert len(replicas) == REPLICAS
     seen = []
